@@ -18,8 +18,8 @@
 
 pub use tcp_layers_core as core;
 pub use tcp_layers_core::{
-    CloseReason, Connection, Deadline, Identity, Layer, SocketAddr, Stack, TcpState, Unsupported,
-    event,
+    ClassFull, CloseReason, Connection, ConnectionClass, Deadline, Identity, Layer, SocketAddr,
+    Stack, TcpState, Unsupported, event,
 };
 
 mod builder;

@@ -253,6 +253,41 @@ impl core::fmt::Display for CloseReason {
     }
 }
 
+/// What a connection is used for, so a budget can cap each kind separately.
+///
+/// Every connection starts as [`ConnectionClass::Request`]. A server that turns one into
+/// a long-lived stream (SSE, WebSocket, long poll) calls [`Connection::set_class`] first,
+/// so streams cannot take the slots page loads need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConnectionClass {
+    /// A page, an asset or an API call: short, request then response.
+    #[default]
+    Request,
+    /// A long-lived stream: SSE, WebSocket, long poll.
+    Stream,
+}
+
+/// The budget of the asked class is full: answer 503 and close, the connection keeps
+/// its old class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ClassFull {
+    /// The class that was asked for.
+    pub class: ConnectionClass,
+}
+
+impl core::fmt::Display for ClassFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.class {
+            ConnectionClass::Request => f.write_str("request budget full"),
+            ConnectionClass::Stream => f.write_str("stream budget full"),
+        }
+    }
+}
+
+impl core::error::Error for ClassFull {}
+
 /// A TCP connection that layers can wrap: the I/O of embedded-io-async plus what a
 /// layer needs from the stack.
 ///
@@ -314,8 +349,22 @@ pub trait Connection: Read + Write {
 
     /// Why the connection ended, if a layer in the stack ended it or decided how it
     /// ended. `None` while it is alive or when no layer knows.
+    ///
+    /// The rule every layer follows: a layer that ends a connection itself (a deadline,
+    /// an eviction) remembers its reason, answers it here, and its `end` uses it instead
+    /// of the caller's guess; every other layer delegates inward, and in its own `end`
+    /// prefers `self.close_reason()` over the `reason` it was given. So the reason the
+    /// deepest layer knows wins, whatever the order of the stack.
     fn close_reason(&self) -> Option<CloseReason> {
         None
+    }
+
+    /// Moves the connection to another [`ConnectionClass`]. Without a budget layer in the
+    /// stack every class is admitted. A budget layer answers [`ClassFull`] when the cap
+    /// of `class` is reached; the connection then keeps its class.
+    fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
+        let _ = class;
+        Ok(())
     }
 
     /// Ends the connection for `reason` and waits until the stack has acted on it.
@@ -366,6 +415,9 @@ impl<C: Connection + ?Sized> Connection for &mut C {
     fn close_reason(&self) -> Option<CloseReason> {
         (**self).close_reason()
     }
+    fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
+        (**self).set_class(class)
+    }
     async fn end(&mut self, reason: CloseReason) {
         (**self).end(reason).await
     }
@@ -382,7 +434,7 @@ impl<C: Connection + ?Sized> Connection for &mut C {
 /// ```
 /// Each name after `;` is delegated to `self.$field`. Names: `state`, `set_nodelay`,
 /// `close_write`, `abort`, `remote`, `local`, `send_queue`, `recv_queue`,
-/// `ended_error`, `close_reason`, `end`.
+/// `ended_error`, `close_reason`, `set_class`, `end`.
 #[macro_export]
 macro_rules! delegate_connection {
     ($field:ident; $($method:ident),* $(,)?) => {
@@ -394,37 +446,64 @@ macro_rules! delegate_connection {
 #[macro_export]
 macro_rules! __delegate_one {
     ($f:ident, state) => {
-        fn state(&self) -> $crate::TcpState { self.$f.state() }
+        fn state(&self) -> $crate::TcpState {
+            self.$f.state()
+        }
     };
     ($f:ident, set_nodelay) => {
-        fn set_nodelay(&mut self, on: bool) -> Result<(), $crate::Unsupported> { self.$f.set_nodelay(on) }
+        fn set_nodelay(&mut self, on: bool) -> Result<(), $crate::Unsupported> {
+            self.$f.set_nodelay(on)
+        }
     };
     ($f:ident, close_write) => {
-        fn close_write(&mut self) { self.$f.close_write() }
+        fn close_write(&mut self) {
+            self.$f.close_write()
+        }
     };
     ($f:ident, abort) => {
-        fn abort(&mut self) { self.$f.abort() }
+        fn abort(&mut self) {
+            self.$f.abort()
+        }
     };
     ($f:ident, remote) => {
-        fn remote(&self) -> Option<$crate::SocketAddr> { self.$f.remote() }
+        fn remote(&self) -> Option<$crate::SocketAddr> {
+            self.$f.remote()
+        }
     };
     ($f:ident, local) => {
-        fn local(&self) -> Option<$crate::SocketAddr> { self.$f.local() }
+        fn local(&self) -> Option<$crate::SocketAddr> {
+            self.$f.local()
+        }
     };
     ($f:ident, send_queue) => {
-        fn send_queue(&self) -> Option<usize> { self.$f.send_queue() }
+        fn send_queue(&self) -> Option<usize> {
+            self.$f.send_queue()
+        }
     };
     ($f:ident, recv_queue) => {
-        fn recv_queue(&self) -> Option<usize> { self.$f.recv_queue() }
+        fn recv_queue(&self) -> Option<usize> {
+            self.$f.recv_queue()
+        }
     };
     ($f:ident, ended_error) => {
-        fn ended_error(&self, reason: $crate::CloseReason) -> Self::Error { self.$f.ended_error(reason) }
+        fn ended_error(&self, reason: $crate::CloseReason) -> Self::Error {
+            self.$f.ended_error(reason)
+        }
     };
     ($f:ident, close_reason) => {
-        fn close_reason(&self) -> Option<$crate::CloseReason> { self.$f.close_reason() }
+        fn close_reason(&self) -> Option<$crate::CloseReason> {
+            self.$f.close_reason()
+        }
+    };
+    ($f:ident, set_class) => {
+        fn set_class(&mut self, class: $crate::ConnectionClass) -> Result<(), $crate::ClassFull> {
+            self.$f.set_class(class)
+        }
     };
     ($f:ident, end) => {
-        async fn end(&mut self, reason: $crate::CloseReason) { self.$f.end(reason).await }
+        async fn end(&mut self, reason: $crate::CloseReason) {
+            self.$f.end(reason).await
+        }
     };
 }
 
