@@ -531,3 +531,34 @@ macro_rules! delegate_io {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_index_matches_all() {
+        for (i, r) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
+        }
+        let mut names: [&str; 12] = CloseReason::ALL.map(|r| r.as_str());
+        names.sort_unstable();
+        assert!(names.windows(2).all(|w| w[0] != w[1]), "names are unique");
+    }
+
+    #[test]
+    fn orderly_and_peer_caused_are_disjoint_where_they_should_be() {
+        assert!(CloseReason::PeerClosed.is_orderly() && CloseReason::PeerClosed.is_peer_caused());
+        assert!(!CloseReason::ClientCancelled.is_orderly());
+        assert!(!CloseReason::Reaped(Deadline::Stall).is_peer_caused());
+        assert!(!CloseReason::LocalError.is_peer_caused());
+    }
+
+    #[test]
+    fn states_that_hold_a_slot() {
+        assert!(TcpState::Listen.is_free() && TcpState::Closed.is_free());
+        assert!(!TcpState::TimeWait.is_free() && TcpState::TimeWait.is_closing());
+        assert!(TcpState::Established.may_send() && TcpState::Established.may_recv());
+        assert!(!TcpState::FinWait2.may_send());
+    }
+}
