@@ -1,0 +1,181 @@
+//! A camera page on an ESP32: Wi-Fi station, DHCP, embassy-net, picoserve, and every
+//! HTTP connection wrapped in tcp-layers.
+//!
+//! The page chain-loads 128 kB JPEG frames back to back, keeps a Server-Sent Events
+//! stream open and polls a JSON counter page: the load that makes a plain embassy-net
+//! server log errors for every browser cancel, starve its other clients and run out of
+//! sockets. `src/layers.rs` holds the layer stack, one line per layer; build with the
+//! feature `no-layers` for the same firmware on the bare socket.
+//!
+//! Set `SSID` and `PASSWORD` in the environment at build time.
+#![no_std]
+#![no_main]
+// picoserve's router and response types nest deeply; the task's future type needs more than
+// the default 128 levels to lay out.
+#![recursion_limit = "256"]
+
+mod app;
+mod layers;
+mod stats;
+
+use embassy_executor::Spawner;
+use embassy_net::{Runner, Stack, StackResources, tcp::TcpSocket};
+use embassy_time::{Duration, Timer};
+use esp_backtrace as _;
+use esp_hal::{clock::CpuClock, rng::Rng, timer::timg::TimerGroup};
+use esp_radio::wifi::{
+    AuthenticationMethodConfig, Config as WifiConfig, ControllerConfig, Interface, WifiController,
+    sta::StationConfig,
+};
+use log::{error, info, warn};
+use static_cell::StaticCell;
+
+esp_bootloader_esp_idf::esp_app_desc!();
+
+/// The network to join; baked in at build time so the firmware needs no provisioning.
+const SSID: &str = match option_env!("SSID") {
+    Some(ssid) => ssid,
+    None => "",
+};
+const PASSWORD: &str = match option_env!("PASSWORD") {
+    Some(password) => password,
+    None => "",
+};
+
+/// The port the page is served on.
+const HTTP_PORT: u16 = 80;
+
+/// HTTP sockets, one accept task each: the chip profiles of tcp-layers (ESP32-S3 8,
+/// ESP32-C3 4, ESP32-C6 6). embassy-net has no backlog, so this is also the number of
+/// connections the device can hold at once: a browser opens up to 6.
+#[cfg(feature = "esp32s3")]
+const HTTP_SOCKETS: usize = 8;
+#[cfg(feature = "esp32c3")]
+const HTTP_SOCKETS: usize = 4;
+#[cfg(feature = "esp32c6")]
+const HTTP_SOCKETS: usize = 6;
+#[cfg(not(any(feature = "esp32s3", feature = "esp32c3", feature = "esp32c6")))]
+compile_error!("pick a chip: --features esp32s3, esp32c3 or esp32c6");
+
+/// Every socket embassy-net holds: the HTTP sockets and the DHCP client's. Running
+/// out panics inside the stack, so it is counted here, not guessed.
+const STACK_SOCKETS: usize = HTTP_SOCKETS + 1;
+
+/// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
+/// 2 kB holds one with its cookies and a pipelined second one.
+const TCP_RX_BYTES: usize = 2048;
+/// Transmit buffer per HTTP socket, bytes: about three 1460-byte segments in flight,
+/// enough to keep a Wi-Fi link busy without costing 8 sockets too much RAM.
+const TCP_TX_BYTES: usize = 4096;
+/// picoserve's buffer per connection, bytes: holds the request head being parsed.
+const HTTP_BUFFER_BYTES: usize = 2048;
+
+#[esp_rtos::main]
+async fn main(spawner: Spawner) -> ! {
+    esp_println::logger::init_logger_from_env();
+    let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
+
+    // The Wi-Fi driver allocates its buffers; the HTTP side allocates nothing.
+    esp_alloc::heap_allocator!(#[esp_hal::ram(reclaimed)] size: 64 * 1024);
+    esp_alloc::heap_allocator!(size: 36 * 1024);
+
+    let timg0 = TimerGroup::new(peripherals.TIMG0);
+    esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
+
+    if SSID.is_empty() {
+        error!("built without SSID: rebuild with SSID=... PASSWORD=... in the environment");
+    }
+    let station = StationConfig::default()
+        .with_ssid(SSID.try_into().expect("SSID longer than 32 bytes"))
+        .with_authentication(if PASSWORD.is_empty() {
+            AuthenticationMethodConfig::Open
+        } else {
+            AuthenticationMethodConfig::Wpa2Personal(
+                PASSWORD.try_into().expect("password longer than 64 bytes"),
+            )
+        });
+    let controller = WifiController::new(
+        peripherals.WIFI,
+        ControllerConfig::default().with_initial_config(WifiConfig::Station(station)),
+    )
+    .expect("start the Wi-Fi driver");
+
+    let rng = Rng::new();
+    let seed = (u64::from(rng.random()) << 32) | u64::from(rng.random());
+    static RESOURCES: StaticCell<StackResources<STACK_SOCKETS>> = StaticCell::new();
+    let (stack, runner) = embassy_net::new(
+        Interface::station(),
+        embassy_net::Config::dhcpv4(Default::default()),
+        RESOURCES.init(StackResources::new()),
+        seed,
+    );
+
+    stats::install_event_hook();
+    spawner.spawn(wifi_task(controller).expect("one Wi-Fi task"));
+    spawner.spawn(net_task(runner).expect("one network task"));
+
+    stack.wait_config_up().await;
+    if let Some(config) = stack.config_v4() {
+        info!(
+            "open http://{}/ ({} HTTP sockets, {})",
+            config.address.address(),
+            HTTP_SOCKETS,
+            layers::DESCRIPTION
+        );
+    }
+
+    for id in 0..HTTP_SOCKETS {
+        spawner.spawn(http_task(id, stack).expect("pool sized for HTTP_SOCKETS"));
+    }
+
+    loop {
+        Timer::after(Duration::from_secs(60)).await;
+        info!("{}", stats::snapshot());
+    }
+}
+
+/// Joins the network and rejoins after every disconnect.
+#[embassy_executor::task]
+async fn wifi_task(mut controller: WifiController<'static>) {
+    loop {
+        info!("Wi-Fi: joining '{}'", SSID);
+        match controller.connect_async().await {
+            Ok(_) => {
+                info!("Wi-Fi: joined");
+                let reason = controller.wait_for_disconnect_async().await;
+                warn!("Wi-Fi: lost ({:?})", reason);
+            }
+            Err(err) => warn!("Wi-Fi: join failed ({:?})", err),
+        }
+        // Give the access point time to recover before the next try.
+        Timer::after(Duration::from_secs(5)).await;
+    }
+}
+
+/// Drives the IP stack: every packet in and out goes through this task.
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Interface>) {
+    runner.run().await
+}
+
+/// One HTTP socket: accept, serve the connection through the layers, repeat.
+#[embassy_executor::task(pool_size = HTTP_SOCKETS)]
+async fn http_task(id: usize, stack: Stack<'static>) {
+    let app = app::router();
+    let mut rx = [0; TCP_RX_BYTES];
+    let mut tx = [0; TCP_TX_BYTES];
+    let mut http_buffer = [0; HTTP_BUFFER_BYTES];
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+        if let Err(err) = socket.accept(HTTP_PORT).await {
+            // A failed accept does not end the loop; the pause keeps a persistent
+            // failure from spinning and starving the other tasks.
+            warn!("http[{}]: accept failed: {:?}", id, err);
+            Timer::after(Duration::from_millis(100)).await;
+            continue;
+        }
+        stats::connection_opened();
+        layers::serve(id, socket, &app, &mut http_buffer).await;
+        stats::connection_closed();
+    }
+}
