@@ -1,0 +1,58 @@
+//! The layer sets the asked Nagle mode once, at wrap, and passes everything else through.
+mod common;
+
+use common::{MockConn, Option_};
+use embassy_futures::block_on;
+use tcp_layers_core::{CloseReason, Connection, Layer, Read, Write};
+use tcp_layers_nodelay::{Nagle, NoDelay, NoDelayConnection};
+
+#[test]
+fn default_turns_nagle_off_at_wrap() {
+    let conn = NoDelay::new().layer(MockConn::new(Option_::Supported));
+    println!(
+        "set_nodelay calls at wrap: {:?}",
+        conn.get_ref().nodelay_calls
+    );
+    assert_eq!(conn.get_ref().nodelay_calls, [true]);
+    assert_eq!(NoDelay::default(), NoDelay::new());
+    assert_eq!(NoDelay::new().nagle(), Nagle::Off);
+}
+
+#[test]
+fn keep_nagle_sets_nagle_on_explicitly() {
+    // A reused socket keeps the mode of its previous connection, so the opt-out must
+    // set it too.
+    let conn = NoDelay::keep_nagle().layer(MockConn::new(Option_::Supported));
+    assert_eq!(conn.get_ref().nodelay_calls, [false]);
+    let conn = NoDelay::with_nagle(Nagle::Off).layer(MockConn::new(Option_::Supported));
+    assert_eq!(conn.get_ref().nodelay_calls, [true]);
+}
+
+#[test]
+fn everything_else_passes_through() {
+    let mut mock = MockConn::new(Option_::Supported);
+    mock.to_read = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    let mut conn = NoDelay::new().layer(mock);
+    block_on(async {
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+        conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        conn.flush().await.unwrap();
+    });
+    assert_eq!(conn.get_ref().written, b"HTTP/1.1 200 OK\r\n\r\n");
+    assert_eq!(conn.close_reason(), Some(CloseReason::Evicted));
+    conn.set_nodelay(false).unwrap();
+    conn.close_write();
+    conn.abort();
+    let mock = conn.into_inner();
+    assert_eq!(mock.nodelay_calls, [true, false]);
+    assert!(mock.closed_write && mock.aborted);
+}
+
+#[test]
+fn wrapper_adds_no_bytes() {
+    let extra = size_of::<NoDelayConnection<MockConn>>() - size_of::<MockConn>();
+    println!("nodelay wrapper: {extra} bytes beyond the connection");
+    assert_eq!(extra, 0);
+}
