@@ -1,0 +1,237 @@
+//! How a close is classified from what the connection saw: the phase of the exchange,
+//! the first failure, the TCP state and the send queue.
+//!
+//! embassy-net answers a peer's RST, a retransmission timeout and a local abort alike
+//! with `ConnectionReset`, and an RST empties the send queue and answers a pending
+//! `flush()` with `Ok`. So the error value says little; the state says whether the
+//! stack still holds the connection (then the failure was not the peer's), and the
+//! phase says whether a response was in flight.
+use embedded_io_async::ErrorKind;
+use tcp_layers_core::{CloseReason, TcpState};
+
+/// Where the request/response exchange stands, inferred from the I/O pattern: bytes
+/// read start a request, bytes written start a response, a flush the stack confirmed
+/// ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Nothing read or written yet.
+    Fresh,
+    /// Bytes of a request were read; no response byte written since.
+    Request,
+    /// Response bytes were written and no confirmed flush followed.
+    Responding,
+    /// The response was flushed while the stack still held the connection: on
+    /// embassy-net every byte of it is acknowledged. Waiting for the next request.
+    Responded,
+}
+
+/// The first thing that went wrong, as the wrapper saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// A read returned 0 bytes for a non-empty buffer: the peer's FIN.
+    Eof,
+    /// A read failed.
+    Read(ErrorKind),
+    /// A write or a flush failed.
+    Write(ErrorKind),
+    /// A flush returned `Ok` while a response was in flight but the socket had already
+    /// lost the connection: embassy-net's answer to an RST that arrived mid-response.
+    LostInFlush,
+}
+
+/// The reason for `failure`, seen in `phase`, with the stack now in `state` and
+/// `unacked` bytes in its send queue (`None` where the stack does not tell).
+pub(crate) fn classify(
+    failure: Failure,
+    phase: Phase,
+    state: TcpState,
+    unacked: Option<usize>,
+) -> CloseReason {
+    match failure {
+        // The stack still holds the connection open in the direction that failed, so
+        // the peer did not cause it: a layer, an adapter or an injected fault did.
+        Failure::Read(_) if state.may_recv() => CloseReason::LocalError,
+        Failure::Write(_) if state.may_send() => CloseReason::LocalError,
+        Failure::Read(kind) | Failure::Write(kind) if !is_peer_kind(kind) => {
+            CloseReason::LocalError
+        }
+        Failure::Write(_) | Failure::LostInFlush => CloseReason::ClientCancelled,
+        Failure::Eof | Failure::Read(_) => {
+            if response_in_flight(phase, state, unacked) {
+                CloseReason::ClientCancelled
+            } else if failure == Failure::Eof {
+                CloseReason::PeerClosed
+            } else {
+                CloseReason::PeerReset
+            }
+        }
+    }
+}
+
+/// The reason for a connection dropped without `end()` and without a failure seen.
+pub(crate) fn classify_drop(phase: Phase, state: TcpState, unacked: Option<usize>) -> CloseReason {
+    match state {
+        // The connection is gone and nobody read the error: a reset or a timeout.
+        TcpState::Closed | TcpState::Listen => {
+            if response_in_flight(phase, state, unacked) {
+                CloseReason::ClientCancelled
+            } else {
+                CloseReason::PeerReset
+            }
+        }
+        // The peer's FIN arrived first.
+        TcpState::CloseWait | TcpState::LastAck => {
+            if response_in_flight(phase, state, unacked) {
+                CloseReason::ClientCancelled
+            } else {
+                CloseReason::PeerClosed
+            }
+        }
+        // Alive, or closing after our own FIN: the server let go of it.
+        _ => CloseReason::LocalClose,
+    }
+}
+
+/// True when the peer had not received the whole response (or had a request pending)
+/// at the moment it left.
+fn response_in_flight(phase: Phase, state: TcpState, unacked: Option<usize>) -> bool {
+    // An RST empties the send queue, so the queue proves delivery only while the
+    // stack still holds the connection.
+    let queue_known = !state.is_free();
+    match phase {
+        Phase::Fresh => false,
+        // A request was being read and got no answer: the client gave up on it.
+        Phase::Request => true,
+        Phase::Responding => !(queue_known && unacked == Some(0)),
+        Phase::Responded => queue_known && unacked.is_some_and(|n| n > 0),
+    }
+}
+
+/// Error kinds that mean "the peer or the path went away", as opposed to a local fault.
+fn is_peer_kind(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+            | ErrorKind::TimedOut
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CloseReason::*;
+    use ErrorKind::ConnectionReset as Reset;
+    use TcpState::*;
+
+    #[test]
+    fn a_reset_mid_response_is_a_cancel_even_after_the_queue_was_cleared() {
+        // embassy-net: write fails with ConnectionReset, state Closed.
+        assert_eq!(
+            classify(Failure::Write(Reset), Phase::Responding, Closed, Some(0)),
+            ClientCancelled
+        );
+        // The RST landed during flush: Ok, but the socket is gone.
+        assert_eq!(
+            classify(Failure::LostInFlush, Phase::Responding, Closed, Some(0)),
+            ClientCancelled
+        );
+        // The server read before flushing; the RST emptied the queue.
+        assert_eq!(
+            classify(Failure::Read(Reset), Phase::Responding, Closed, Some(0)),
+            ClientCancelled
+        );
+    }
+
+    #[test]
+    fn fin_at_a_request_boundary_is_a_peer_close() {
+        assert_eq!(
+            classify(Failure::Eof, Phase::Responded, CloseWait, Some(0)),
+            PeerClosed
+        );
+        assert_eq!(
+            classify(Failure::Eof, Phase::Fresh, CloseWait, Some(0)),
+            PeerClosed
+        );
+        // Written without flush, but every byte acknowledged before the FIN.
+        assert_eq!(
+            classify(Failure::Eof, Phase::Responding, CloseWait, Some(0)),
+            PeerClosed
+        );
+    }
+
+    #[test]
+    fn fin_with_bytes_unacknowledged_or_a_request_pending_is_a_cancel() {
+        assert_eq!(
+            classify(Failure::Eof, Phase::Responding, CloseWait, Some(900)),
+            ClientCancelled
+        );
+        assert_eq!(
+            classify(Failure::Eof, Phase::Request, CloseWait, Some(0)),
+            ClientCancelled
+        );
+    }
+
+    #[test]
+    fn a_reset_while_idle_is_a_peer_reset() {
+        assert_eq!(
+            classify(Failure::Read(Reset), Phase::Responded, Closed, Some(0)),
+            PeerReset
+        );
+        assert_eq!(
+            classify(Failure::Read(Reset), Phase::Fresh, Closed, None),
+            PeerReset
+        );
+    }
+
+    #[test]
+    fn a_failure_while_the_stack_holds_the_connection_is_local() {
+        // An injected write fault: the socket is still established.
+        assert_eq!(
+            classify(
+                Failure::Write(Reset),
+                Phase::Responding,
+                Established,
+                Some(10)
+            ),
+            LocalError
+        );
+        assert_eq!(
+            classify(Failure::Read(Reset), Phase::Responded, Established, Some(0)),
+            LocalError
+        );
+        // An error that no peer produces.
+        assert_eq!(
+            classify(
+                Failure::Write(ErrorKind::OutOfMemory),
+                Phase::Responding,
+                Closed,
+                None
+            ),
+            LocalError
+        );
+    }
+
+    #[test]
+    fn a_drop_is_classified_from_the_state() {
+        assert_eq!(
+            classify_drop(Phase::Responded, Established, Some(0)),
+            LocalClose
+        );
+        assert_eq!(
+            classify_drop(Phase::Responded, TimeWait, Some(0)),
+            LocalClose
+        );
+        assert_eq!(
+            classify_drop(Phase::Responded, CloseWait, Some(0)),
+            PeerClosed
+        );
+        assert_eq!(
+            classify_drop(Phase::Responding, Closed, Some(0)),
+            ClientCancelled
+        );
+        assert_eq!(classify_drop(Phase::Responded, Closed, Some(0)), PeerReset);
+    }
+}

@@ -1,0 +1,333 @@
+//! Quiet close logging with counters: a browser that cancels a download is not an error.
+//!
+//! An embedded web server logs every write error at error level. Browsers cancel all
+//! the time (an image replaced, a tab closed, a page left), and embassy-net reports a
+//! peer's RST, a timeout and a local abort all as `ConnectionReset`, so the log fills
+//! with "connection reset" lines and the one real fault of the week scrolls away.
+//!
+//! This layer classifies how every connection ended into a [`CloseReason`] and logs one
+//! line per close at the level chosen for that reason: peer-caused ends (a cancel, a
+//! reset, a clean close) and the server's own close at trace, the protective layers'
+//! closes (reaped, evicted, over budget) at debug, local faults at warn. The reason comes
+//! from the layer that ended the connection if there is one
+//! ([`Connection::close_reason`]), otherwise from what this layer saw: the first failure,
+//! the TCP state, and whether a response was in flight (bytes written since the request
+//! and not confirmed by a flush). Warnings are rate-limited so a flood cannot bury the
+//! first one. Every close is counted in a shared [`Counters`] static and reported as
+//! [`Event::Closed`].
+//!
+//! ```ignore
+//! use tcp_layers_core::Layer;
+//! use tcp_layers_quiet::{Counters, Quiet, QuietConfig, Reasons};
+//!
+//! static COUNTERS: Counters = Counters::with_config(QuietConfig::new()); // or Counters::new()
+//!
+//! let mut conn = Quiet::new(&COUNTERS).layer(socket);
+//! // ... serve; then, or never (a drop is counted too):
+//! conn.end(CloseReason::LocalClose).await;
+//! // a status line from any task:
+//! log::info!("{}", COUNTERS.snapshot());
+//! ```
+//!
+//! Cost per connection: a reference to the static, two byte counts and two bytes of
+//! state (16 bytes on a 32-bit target); one critical section per read or write.
+//!
+//! # Features
+//! - `log`, `defmt`: the backend of the close lines (either, both or none; with none the
+//!   counters and events still work).
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod classify;
+mod config;
+mod counters;
+
+pub use config::{Level, QuietConfig, RateLimit, Reasons};
+pub use counters::{CounterSnapshot, Counters};
+
+use embassy_time::Instant;
+use embedded_io_async::Error as _;
+use tcp_layers_core::event::{self, Event};
+use tcp_layers_core::{
+    ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, SocketAddr, Write,
+    emit_log,
+};
+
+use classify::{Failure, Phase, classify, classify_drop};
+
+/// The quiet-close layer: wraps a connection in a [`QuietConnection`] that reports to
+/// `counters`. The log policy is the one in the counters ([`Counters::with_config`]).
+#[derive(Clone, Copy)]
+pub struct Quiet {
+    counters: &'static Counters,
+}
+
+impl Quiet {
+    /// A layer reporting to `counters`.
+    pub const fn new(counters: &'static Counters) -> Self {
+        Self { counters }
+    }
+
+    /// The counters this layer reports to.
+    pub const fn counters(&self) -> &'static Counters {
+        self.counters
+    }
+}
+
+impl<C: Connection> Layer<C> for Quiet {
+    type Service = QuietConnection<C>;
+
+    /// Counts the connection as accepted and active.
+    fn layer(&self, inner: C) -> QuietConnection<C> {
+        self.counters.opened();
+        QuietConnection {
+            inner,
+            counters: self.counters,
+            bytes_in: 0,
+            bytes_out: 0,
+            phase: Phase::Fresh,
+            outcome: Outcome::Open,
+        }
+    }
+}
+
+/// What is known about the end of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing went wrong yet.
+    Open,
+    /// The first failure (or the server's own close) was seen and classified; not yet
+    /// counted.
+    Seen(CloseReason),
+    /// Counted, logged and reported, once.
+    Counted(CloseReason),
+}
+
+/// A connection whose close is classified, counted and logged once: at [`Connection::end`]
+/// or, if the server never calls it, when the wrapper is dropped.
+pub struct QuietConnection<C: Connection> {
+    inner: C,
+    counters: &'static Counters,
+    /// Saturating at 4 GiB: a per-connection figure for the close line; the shared
+    /// counters are 64-bit.
+    bytes_in: u32,
+    bytes_out: u32,
+    phase: Phase,
+    outcome: Outcome,
+}
+
+impl<C: Connection> QuietConnection<C> {
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The wrapped connection, mutably. I/O done on it directly is not counted.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    /// Bytes read through this wrapper (saturating at `u32::MAX`).
+    pub fn bytes_in(&self) -> u32 {
+        self.bytes_in
+    }
+
+    /// Bytes written through this wrapper (saturating at `u32::MAX`).
+    pub fn bytes_out(&self) -> u32 {
+        self.bytes_out
+    }
+
+    /// Records the first failure; later ones are consequences of it.
+    fn saw(&mut self, failure: Failure) {
+        if self.outcome == Outcome::Open {
+            let reason = classify(
+                failure,
+                self.phase,
+                self.inner.state(),
+                self.inner.send_queue(),
+            );
+            self.outcome = Outcome::Seen(reason);
+        }
+    }
+
+    /// Records that the server itself ended the connection, unless a failure came first.
+    fn saw_local_close(&mut self) {
+        if self.outcome == Outcome::Open {
+            self.outcome = Outcome::Seen(CloseReason::LocalClose);
+        }
+    }
+
+    fn own_reason(&self) -> Option<CloseReason> {
+        match self.outcome {
+            Outcome::Open => None,
+            Outcome::Seen(r) | Outcome::Counted(r) => Some(r),
+        }
+    }
+
+    /// Counts, logs and reports the close once.
+    fn count_close(&mut self, reason: CloseReason) {
+        if let Outcome::Counted(_) = self.outcome {
+            return;
+        }
+        self.outcome = Outcome::Counted(reason);
+        let log = self.counters.closed(reason, Instant::now());
+        if let Some(lines) = log.announce_suppressed {
+            counters::announce(lines);
+        }
+        log_close(
+            log.level,
+            reason,
+            self.inner.remote(),
+            self.bytes_in,
+            self.bytes_out,
+        );
+        event::emit(Event::Closed {
+            reason,
+            bytes_in: self.bytes_in.into(),
+            bytes_out: self.bytes_out.into(),
+        });
+    }
+}
+
+/// One close line at `level`. The remote address is gone after an RST on embassy-net,
+/// hence the two forms.
+fn log_close(
+    level: Level,
+    reason: CloseReason,
+    remote: Option<SocketAddr>,
+    bytes_in: u32,
+    bytes_out: u32,
+) {
+    macro_rules! at {
+        ($lvl:ident) => {
+            match remote {
+                Some(peer) => emit_log!(
+                    $lvl,
+                    "connection from {} closed: {} (in {} B, out {} B)",
+                    peer,
+                    reason,
+                    bytes_in,
+                    bytes_out
+                ),
+                None => emit_log!(
+                    $lvl,
+                    "connection closed: {} (in {} B, out {} B)",
+                    reason,
+                    bytes_in,
+                    bytes_out
+                ),
+            }
+        };
+    }
+    match level {
+        Level::Off => {}
+        Level::Trace => at!(trace),
+        Level::Debug => at!(debug),
+        Level::Info => at!(info),
+        Level::Warn => at!(warn),
+        Level::Error => at!(error),
+    }
+}
+
+impl<C: Connection> Drop for QuietConnection<C> {
+    /// A server that never called `end` still gets its close counted and logged (no I/O
+    /// here: the socket's own drop decides what goes on the wire).
+    fn drop(&mut self) {
+        if let Outcome::Counted(_) = self.outcome {
+            return;
+        }
+        let reason = self.close_reason().unwrap_or_else(|| {
+            classify_drop(self.phase, self.inner.state(), self.inner.send_queue())
+        });
+        self.count_close(reason);
+    }
+}
+
+impl<C: Connection> ErrorType for QuietConnection<C> {
+    type Error = C::Error;
+}
+
+impl<C: Connection> Read for QuietConnection<C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        let result = self.inner.read(buf).await;
+        match &result {
+            Ok(0) if !buf.is_empty() => self.saw(Failure::Eof),
+            Ok(0) => {}
+            Ok(n) => {
+                self.bytes_in = self.bytes_in.saturating_add(*n as u32);
+                self.counters.add_bytes(*n, 0);
+                self.phase = Phase::Request;
+            }
+            Err(e) => self.saw(Failure::Read(e.kind())),
+        }
+        result
+    }
+}
+
+impl<C: Connection> Write for QuietConnection<C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
+        let result = self.inner.write(buf).await;
+        match &result {
+            Ok(0) => {}
+            Ok(n) => {
+                self.bytes_out = self.bytes_out.saturating_add(*n as u32);
+                self.counters.add_bytes(0, *n);
+                self.phase = Phase::Responding;
+            }
+            Err(e) => self.saw(Failure::Write(e.kind())),
+        }
+        result
+    }
+
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        let result = self.inner.flush().await;
+        match &result {
+            Ok(()) if self.phase == Phase::Responding => {
+                if self.inner.state().is_free() {
+                    self.saw(Failure::LostInFlush);
+                } else {
+                    self.phase = Phase::Responded;
+                }
+            }
+            Ok(()) => {}
+            Err(e) => self.saw(Failure::Write(e.kind())),
+        }
+        result
+    }
+}
+
+impl<C: Connection> Connection for QuietConnection<C> {
+    tcp_layers_core::delegate_connection!(inner; state, set_nodelay, remote, local,
+        send_queue, recv_queue, ended_error);
+
+    /// The server's own FIN: a local close, unless a failure was seen first.
+    fn close_write(&mut self) {
+        self.saw_local_close();
+        self.inner.close_write();
+    }
+
+    /// The server's own RST: a local close, unless a failure was seen first.
+    fn abort(&mut self) {
+        self.saw_local_close();
+        self.inner.abort();
+    }
+
+    /// An inner layer's reason first (it ended the connection), then this layer's
+    /// classification of the first failure.
+    fn close_reason(&self) -> Option<CloseReason> {
+        self.inner.close_reason().or(self.own_reason())
+    }
+
+    fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
+        self.inner.set_class(class)
+    }
+
+    /// Counts and logs the close (before the inner `end`, so a dropped `end` future
+    /// loses nothing), then passes the classified reason inward.
+    async fn end(&mut self, reason: CloseReason) {
+        let reason = self.close_reason().unwrap_or(reason);
+        self.count_close(reason);
+        self.inner.end(reason).await;
+    }
+}
