@@ -25,6 +25,9 @@ pub use tcp_layers_core::{
 mod builder;
 pub use builder::ConnectionBuilder;
 
+#[cfg(any(feature = "picoserve", feature = "edge-nal"))]
+pub mod adapters;
+
 /// The names most servers need, in one `use`.
 pub mod prelude {
     pub use crate::ConnectionBuilder;

@@ -1,0 +1,164 @@
+//! picoserve 0.20: any layered [`Connection`] as a `picoserve::io::Socket`.
+//!
+//! picoserve's `Server::serve` takes a socket it can split into a read half and a write
+//! half (it reads for a disconnect while it writes an event stream), abort and shut
+//! down. [`PicoserveSocket`] gives it that over the layered connection, so the router
+//! and the server stay as they are:
+//!
+//! ```ignore
+//! socket.accept(80).await?;
+//! let conn = layers.wrap(&mut socket);
+//! picoserve::Server::new(&app, &config, &mut http_buffer)
+//!     .serve(PicoserveSocket::new(conn))
+//!     .await?;
+//! ```
+//!
+//! Shutting down goes through [`Connection::end`], so the close discipline of the
+//! stack (the timewait layer's bounded linger, the quiet layer's record of the reason)
+//! applies to picoserve's closes as to any other.
+use picoserve::io::{ErrorType, Read, Socket};
+use picoserve::mem::BorrowedCursor;
+use picoserve::time::Timer;
+use picoserve::{EmbassyRuntime, Timeouts};
+use tcp_layers_core::Connection;
+
+use super::guess_reason;
+use super::split::{ReadHalf, Shared, WriteHalf};
+
+/// Bytes picoserve may format in one go into [`Write::write_with`](picoserve::io::Write):
+/// a status line or one header line. A longer line still comes out right (picoserve
+/// formats it again in pieces), at the cost of a flush per piece; 256 fits every
+/// header picoserve writes itself with room for a long `Location` or `Content-Type`.
+const FORMAT_BUFFER: usize = 256;
+
+/// A layered connection as a picoserve socket. See the [module docs](self).
+pub struct PicoserveSocket<C: Connection> {
+    shared: Shared<C>,
+}
+
+impl<C: Connection> PicoserveSocket<C> {
+    /// Wraps a (layered) connection for picoserve.
+    pub fn new(conn: C) -> Self {
+        Self {
+            shared: Shared::new(conn),
+        }
+    }
+
+    /// The connection, for what picoserve does not do (reading the close reason).
+    pub fn get_mut(&mut self) -> &mut C {
+        self.shared.get_mut()
+    }
+
+    /// Gives the connection back.
+    pub fn into_inner(self) -> C {
+        self.shared.into_inner()
+    }
+}
+
+/// picoserve's read half: the read half of the shared connection.
+pub struct PicoserveReader<'s, C: Connection>(ReadHalf<'s, C>);
+
+/// picoserve's write half: writes go straight to the connection; picoserve's
+/// formatted writes pass through a small stack buffer.
+pub struct PicoserveWriter<'s, C: Connection>(WriteHalf<'s, C>);
+
+impl<C: Connection> ErrorType for PicoserveReader<'_, C> {
+    type Error = C::Error;
+}
+
+impl<C: Connection> Read for PicoserveReader<'_, C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        self.0.read(buf).await
+    }
+}
+
+impl<C: Connection> ErrorType for PicoserveWriter<'_, C> {
+    type Error = C::Error;
+}
+
+impl<C: Connection> picoserve::io::BaseWrite for PicoserveWriter<'_, C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
+        picoserve::io::BaseWrite::write(&mut self.0, buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        picoserve::io::BaseWrite::flush(&mut self.0).await
+    }
+}
+
+impl<C: Connection> picoserve::io::Write for PicoserveWriter<'_, C> {
+    async fn write_with<F: FnOnce(BorrowedCursor<'_>) -> R, R>(
+        &mut self,
+        f: F,
+    ) -> Result<R, C::Error> {
+        let mut bytes = [0u8; FORMAT_BUFFER];
+        let mut buffer = picoserve::mem::BorrowedBuffer::new(&mut bytes);
+        let output = f(buffer.unfilled());
+        let filled = buffer.filled();
+        self.0
+            .with_conn(async |conn: &mut C| conn.write_all(filled).await)
+            .await
+            .map(|()| output)
+    }
+}
+
+impl<C> Socket<EmbassyRuntime> for PicoserveSocket<C>
+where
+    C: Connection,
+    C::Error: 'static,
+{
+    type Error = C::Error;
+    type ReadHalf<'a>
+        = PicoserveReader<'a, C>
+    where
+        Self: 'a;
+    type WriteHalf<'a>
+        = PicoserveWriter<'a, C>
+    where
+        Self: 'a;
+
+    fn split(&mut self) -> (Self::ReadHalf<'_>, Self::WriteHalf<'_>) {
+        let (read, write) = self.shared.halves();
+        (PicoserveReader(read), PicoserveWriter(write))
+    }
+
+    /// Ends the connection with an RST (unless a layer knows the connection ended in
+    /// order), bounded by picoserve's write timeout.
+    async fn abort<T: Timer<EmbassyRuntime>>(
+        mut self,
+        timeouts: &Timeouts,
+        timer: &T,
+    ) -> Result<(), picoserve::Error<C::Error>> {
+        let conn = self.shared.get_mut();
+        let reason = conn
+            .close_reason()
+            .unwrap_or_else(|| guess_reason(conn.state(), false));
+        timer
+            .run_with_timeout(timeouts.write, conn.end(reason))
+            .await
+            .map_err(picoserve::Error::WriteTimeout)
+    }
+
+    /// Ends the connection through [`Connection::end`] (`LocalClose`, or the reason a
+    /// layer knows), bounded by picoserve's own shutdown bound (read-request plus write
+    /// timeout); past it the connection is reset so the socket is free either way.
+    async fn shutdown<T: Timer<EmbassyRuntime>>(
+        mut self,
+        timeouts: &Timeouts,
+        timer: &T,
+    ) -> Result<(), picoserve::Error<C::Error>> {
+        let conn = self.shared.get_mut();
+        let reason = conn
+            .close_reason()
+            .unwrap_or_else(|| guess_reason(conn.state(), true));
+        let bound = timeouts.read_request + timeouts.write;
+        match timer.run_with_timeout(bound, conn.end(reason)).await {
+            Ok(()) => Ok(()),
+            Err(timeout) => {
+                conn.abort();
+                let _ = timer.run_with_timeout(timeouts.write, conn.flush()).await;
+                Err(picoserve::Error::WriteTimeout(timeout))
+            }
+        }
+    }
+}
