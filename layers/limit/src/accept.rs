@@ -1,0 +1,195 @@
+//! An accept loop that never exits and never spins: failed accepts back off
+//! exponentially, are counted and reported, and the loop tries again.
+use embassy_time::{Duration, Timer};
+use tcp_layers_core::event::{self, Event};
+
+/// The wait after a failed accept: `first_ms` after the first failure, doubling with
+/// each failure in a row, never more than `cap_ms`. A success starts over.
+///
+/// Default 10 ms to 1 s: 10 ms lets a transient error (a socket still closing, a
+/// short buffer shortage) clear at once; 1 s bounds how long a healed stack waits for
+/// the loop, while a permanent error costs one wake-up a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Milliseconds after the first failure (at least 1).
+    pub first_ms: u32,
+    /// The longest wait, in milliseconds.
+    pub cap_ms: u32,
+}
+
+impl Backoff {
+    /// 10 ms doubling up to 1 s.
+    pub const DEFAULT: Backoff = Backoff::new(10, 1000);
+
+    /// `first_ms` doubling up to `cap_ms`.
+    ///
+    /// # Panics
+    /// At compile time in a `const` if `first_ms` is 0 (a loop that never waits spins)
+    /// or `cap_ms < first_ms`.
+    pub const fn new(first_ms: u32, cap_ms: u32) -> Self {
+        assert!(first_ms >= 1, "backoff rule: first_ms must be at least 1");
+        assert!(
+            cap_ms >= first_ms,
+            "backoff rule: cap_ms must be >= first_ms"
+        );
+        Self { first_ms, cap_ms }
+    }
+
+    /// The wait after `consecutive` failures in a row (1 = the first), in ms.
+    pub const fn delay_ms(&self, consecutive: u32) -> u32 {
+        let doublings = if consecutive == 0 { 0 } else { consecutive - 1 };
+        if doublings >= 32 {
+            return self.cap_ms;
+        }
+        let delay = (self.first_ms as u64) << doublings;
+        if delay > self.cap_ms as u64 {
+            self.cap_ms
+        } else {
+            delay as u32
+        }
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The state of one accept loop: its backoff and its failure counts.
+///
+/// ```ignore
+/// let mut accepts = AcceptLoop::new(Backoff::DEFAULT);
+/// loop {
+///     accepts.accept_socket(&mut socket, 80).await; // returns only with a connection
+///     handle(&mut socket).await;
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AcceptLoop {
+    backoff: Backoff,
+    consecutive: u32,
+    failures: u32,
+}
+
+impl AcceptLoop {
+    /// A loop that backs off as `backoff` says.
+    pub const fn new(backoff: Backoff) -> Self {
+        Self {
+            backoff,
+            consecutive: 0,
+            failures: 0,
+        }
+    }
+
+    /// Failed accepts since the loop was created.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Failed accepts since the last success.
+    pub fn consecutive(&self) -> u32 {
+        self.consecutive
+    }
+
+    /// Calls `accept` until it succeeds and returns its value. After each failure it
+    /// yields, emits [`Event::AcceptError`], logs a warning, waits the backoff and
+    /// tries again; a success resets the backoff.
+    ///
+    /// Cancel-safe as far as `accept` is: the counts are updated before each wait.
+    pub async fn accept<T, E>(&mut self, mut accept: impl AsyncFnMut() -> Result<T, E>) -> T {
+        loop {
+            match accept().await {
+                Ok(value) => {
+                    self.consecutive = 0;
+                    return value;
+                }
+                Err(_) => {
+                    self.consecutive = self.consecutive.saturating_add(1);
+                    self.failures = self.failures.saturating_add(1);
+                    let backoff_ms = self.backoff.delay_ms(self.consecutive);
+                    tcp_layers_core::emit_log!(
+                        warn,
+                        "accept failed ({} in a row), retrying in {} ms",
+                        self.consecutive,
+                        backoff_ms
+                    );
+                    event::emit(Event::AcceptError {
+                        consecutive: self.consecutive,
+                        backoff_ms,
+                    });
+                    // Yield even if the timer were already due: other tasks run first.
+                    embassy_futures::yield_now().await;
+                    Timer::after(Duration::from_millis(u64::from(backoff_ms))).await;
+                }
+            }
+        }
+    }
+
+    /// Puts `socket` in accept on `endpoint` until a connection arrives, backing off
+    /// on errors. Use one `AcceptLoop` per socket.
+    ///
+    /// A socket that still holds a connection the caller did not end (any state but
+    /// `Closed`, `Listen` and `TimeWait`, which `accept` resets itself) is aborted
+    /// first: otherwise every accept would fail with `InvalidState` for good. The same
+    /// abort follows an `InvalidState` error (e.g. a socket left listening on another
+    /// endpoint).
+    ///
+    /// Cancel-safe: embassy-net does not undo a `listen` when its `accept` future is
+    /// dropped, so a socket nobody serves would go on completing handshakes and leave
+    /// clients hanging. Dropping this future mid-accept aborts the socket instead (no
+    /// longer listening; an RST for a handshake in progress leaves with the stack's
+    /// next poll).
+    #[cfg(feature = "embassy-net")]
+    pub async fn accept_socket(
+        &mut self,
+        socket: &mut embassy_net::tcp::TcpSocket<'_>,
+        endpoint: impl Into<embassy_net::IpListenEndpoint> + Copy,
+    ) {
+        use embassy_net::tcp::{AcceptError, State};
+        self.accept(async || {
+            if !matches!(
+                socket.state(),
+                State::Closed | State::Listen | State::TimeWait
+            ) {
+                socket.abort();
+                let _ = socket.flush().await;
+            }
+            let mut listening = StopListeningOnDrop {
+                socket: &mut *socket,
+                armed: true,
+            };
+            let result = listening.socket.accept(endpoint).await;
+            listening.armed = false;
+            drop(listening);
+            if let Err(AcceptError::InvalidState) = result {
+                socket.abort();
+                let _ = socket.flush().await;
+            }
+            result
+        })
+        .await
+    }
+}
+
+/// Aborts a socket whose accept was cancelled, so it stops listening.
+#[cfg(feature = "embassy-net")]
+struct StopListeningOnDrop<'a, 's> {
+    socket: &'a mut embassy_net::tcp::TcpSocket<'s>,
+    armed: bool,
+}
+
+#[cfg(feature = "embassy-net")]
+impl Drop for StopListeningOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.socket.abort();
+        }
+    }
+}
+
+impl Default for AcceptLoop {
+    fn default() -> Self {
+        Self::new(Backoff::DEFAULT)
+    }
+}

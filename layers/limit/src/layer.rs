@@ -1,0 +1,234 @@
+//! The layer and its wrapper: admission at wrap, idle tracking in `read`, the class
+//! switch and the eviction signal.
+use core::future::poll_fn;
+use core::pin::pin;
+use core::task::Poll;
+
+use tcp_layers_core::{
+    ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, Write,
+};
+
+use crate::Budget;
+use crate::budget::Ticket;
+
+/// The admission layer: every connection it wraps takes a slot of `budget` until the
+/// wrapper is dropped.
+///
+/// ```
+/// use tcp_layers_limit::{Budget, Limit, profile};
+/// static BUDGET: Budget<6> = Budget::new(profile::ESP32);
+/// let limit = Limit::new(&BUDGET);
+/// # let _ = limit;
+/// ```
+#[derive(Clone, Copy)]
+pub struct Limit<const N: usize> {
+    budget: &'static Budget<N>,
+}
+
+impl<const N: usize> Limit<N> {
+    /// A layer admitting connections into `budget`.
+    pub const fn new(budget: &'static Budget<N>) -> Self {
+        Self { budget }
+    }
+
+    /// The budget this layer admits into.
+    pub const fn budget(&self) -> &'static Budget<N> {
+        self.budget
+    }
+}
+
+impl<C: Connection, const N: usize> Layer<C> for Limit<N> {
+    type Service = Limited<C, N>;
+
+    /// Admits `inner` (a connection just accepted). A connection refused here (no slot
+    /// of its class left, none idle to evict) fails every read and write with
+    /// `ended_error(CloseReason::OverBudget)`, so the server ends it at once.
+    fn layer(&self, inner: C) -> Limited<C, N> {
+        let ticket = self.budget.admit();
+        let phase = if ticket.is_admitted() {
+            Phase::Request
+        } else {
+            Phase::Refused
+        };
+        Limited {
+            inner,
+            ticket,
+            phase,
+            class: ConnectionClass::Request,
+        }
+    }
+}
+
+/// Where the connection is in its keep-alive cycle, inferred from its I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request (or waiting for the first one): busy.
+    Request,
+    /// Something was written since the last read returned data: the next read that
+    /// has to wait is the idle wait between keep-alive requests.
+    Response,
+    /// The budget told it to close: reads give `Ok(0)`, writes fail.
+    Evicted,
+    /// Not admitted: reads and writes fail.
+    Refused,
+}
+
+/// A connection admitted by a [`Limit`] layer.
+///
+/// Eviction: while the connection is idle (its response written, a read pending, no
+/// byte of the next request arrived) the budget may tell it to close. The pending read
+/// then returns `Ok(0)`, as if the peer had closed, so a server loop written for the
+/// raw socket ends it the way it ends any finished keep-alive connection; later reads
+/// return `Ok(0)`, writes fail with `ended_error(CloseReason::Evicted)`, and
+/// [`Connection::close_reason`] answers `Evicted`, which [`Connection::end`] uses (an
+/// abort by default: the peer is idle and loses nothing, and the listener is free at
+/// once).
+pub struct Limited<C, const N: usize> {
+    inner: C,
+    ticket: Ticket<N>,
+    phase: Phase,
+    class: ConnectionClass,
+}
+
+impl<C, const N: usize> Limited<C, N> {
+    /// The wrapped connection.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// The wrapped connection, mutably.
+    pub fn inner_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    /// The class this connection counts in.
+    pub fn class(&self) -> ConnectionClass {
+        self.class
+    }
+}
+
+/// Marks the connection idle for as long as an idle read is pending; on drop (the read
+/// returned or was cancelled) marks it busy again and notes an eviction.
+struct IdleRead<'a, const N: usize> {
+    ticket: &'a Ticket<N>,
+    phase: &'a mut Phase,
+}
+
+impl<const N: usize> Drop for IdleRead<'_, N> {
+    fn drop(&mut self) {
+        if self.ticket.end_idle() {
+            *self.phase = Phase::Evicted;
+        }
+    }
+}
+
+impl<C: Connection, const N: usize> ErrorType for Limited<C, N> {
+    type Error = C::Error;
+}
+
+impl<C: Connection, const N: usize> Read for Limited<C, N> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        match self.phase {
+            Phase::Refused => return Err(self.inner.ended_error(CloseReason::OverBudget)),
+            Phase::Evicted => return Ok(0),
+            Phase::Request => return self.inner.read(buf).await,
+            Phase::Response if self.class == ConnectionClass::Stream => {
+                return self.inner.read(buf).await;
+            }
+            Phase::Response => {}
+        }
+        let idle = IdleRead {
+            ticket: &self.ticket,
+            phase: &mut self.phase,
+        };
+        let result = {
+            let mut read = pin!(self.inner.read(buf));
+            poll_fn(|cx| {
+                // Evicted wins over data arriving in the same instant: the connection is
+                // being closed either way.
+                if idle.ticket.wait_idle(cx.waker()) {
+                    return Poll::Ready(None);
+                }
+                read.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        drop(idle);
+        match result {
+            _ if self.phase == Phase::Evicted => Ok(0),
+            None => Ok(0),
+            Some(Ok(n)) => {
+                if n > 0 {
+                    self.phase = Phase::Request;
+                }
+                Ok(n)
+            }
+            Some(Err(e)) => Err(e),
+        }
+    }
+}
+
+impl<C: Connection, const N: usize> Write for Limited<C, N> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        match self.phase {
+            Phase::Refused => Err(self.inner.ended_error(CloseReason::OverBudget)),
+            Phase::Evicted => Err(self.inner.ended_error(CloseReason::Evicted)),
+            Phase::Request | Phase::Response => {
+                self.phase = Phase::Response;
+                self.inner.write(buf).await
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.inner.flush().await
+    }
+}
+
+impl<C: Connection, const N: usize> Connection for Limited<C, N> {
+    tcp_layers_core::delegate_connection!(
+        inner;
+        state,
+        set_nodelay,
+        close_write,
+        abort,
+        remote,
+        local,
+        send_queue,
+        recv_queue,
+        ended_error,
+    );
+
+    fn close_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Evicted => Some(CloseReason::Evicted),
+            Phase::Refused => Some(CloseReason::OverBudget),
+            Phase::Request | Phase::Response => self.inner.close_reason(),
+        }
+    }
+
+    /// Promotes the connection to `Stream` (or back to `Request`). Refused with
+    /// [`ClassFull`] when the cap of `class` is reached, while the budget is exhausted
+    /// (streams), or once the connection was evicted or refused; it then keeps its
+    /// class and the server should answer 503.
+    fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
+        match self.phase {
+            Phase::Evicted | Phase::Refused => Err(ClassFull { class }),
+            Phase::Request | Phase::Response => {
+                self.ticket.set_class(class)?;
+                if let Err(full) = self.inner.set_class(class) {
+                    // Another budget further in said no: give this one its slot back.
+                    let _ = self.ticket.set_class(self.class);
+                    return Err(full);
+                }
+                self.class = class;
+                Ok(())
+            }
+        }
+    }
+
+    async fn end(&mut self, reason: CloseReason) {
+        let reason = self.close_reason().unwrap_or(reason);
+        self.inner.end(reason).await
+    }
+}

@@ -1,0 +1,279 @@
+//! Budget, eviction and class rules on a mock connection (no network, no time).
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use tcp_layers_core::event::{self, Event};
+use tcp_layers_core::{
+    CloseReason, Connection, ConnectionClass, ErrorKind, ErrorType, Layer, Read, TcpState, Write,
+};
+use tcp_layers_limit::{Budget, BudgetConfig, Limit};
+
+/// The peer's side of a mock connection: bytes to deliver and the pending read's waker.
+#[derive(Default)]
+struct Peer {
+    incoming: VecDeque<u8>,
+    waker: Option<Waker>,
+    ended: Option<CloseReason>,
+}
+
+#[derive(Clone, Default)]
+struct Mock(Rc<RefCell<Peer>>);
+
+impl Mock {
+    fn send(&self, bytes: &[u8]) {
+        let mut p = self.0.borrow_mut();
+        p.incoming.extend(bytes);
+        if let Some(w) = p.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct MockError(CloseReason);
+impl std::fmt::Display for MockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ended: {}", self.0)
+    }
+}
+impl std::error::Error for MockError {}
+impl embedded_io_async::Error for MockError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::ConnectionReset
+    }
+}
+impl ErrorType for Mock {
+    type Error = MockError;
+}
+impl Read for Mock {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
+        std::future::poll_fn(|cx| {
+            let mut p = self.0.borrow_mut();
+            if p.incoming.is_empty() {
+                p.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.len().min(p.incoming.len());
+            for b in &mut buf[..n] {
+                *b = p.incoming.pop_front().unwrap();
+            }
+            Poll::Ready(Ok(n))
+        })
+        .await
+    }
+}
+impl Write for Mock {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
+        Ok(buf.len())
+    }
+    async fn flush(&mut self) -> Result<(), MockError> {
+        Ok(())
+    }
+}
+impl Connection for Mock {
+    fn state(&self) -> TcpState {
+        TcpState::Established
+    }
+    fn close_write(&mut self) {}
+    fn abort(&mut self) {}
+    fn ended_error(&self, reason: CloseReason) -> MockError {
+        MockError(reason)
+    }
+    async fn end(&mut self, reason: CloseReason) {
+        self.0.borrow_mut().ended = Some(reason);
+    }
+}
+
+/// Polls `fut` once with a no-op waker.
+fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+fn block_on<F: Future>(fut: F) -> F::Output {
+    embassy_futures::block_on(fut)
+}
+
+/// One keep-alive exchange: the request arrives and is read, the response is written.
+async fn exchange<C: Connection>(conn: &mut C, peer: &Mock) {
+    peer.send(b"GET / HTTP/1.1\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(conn.read(&mut buf).await.unwrap_or(0) > 0);
+    conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.ok();
+}
+
+#[test]
+fn request_cap_refuses_when_nothing_is_idle() {
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
+    let limit = Limit::new(&BUDGET);
+    let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+    assert_eq!(BUDGET.active_of(ConnectionClass::Request), 3);
+    let mut fourth = limit.layer(Mock::default());
+    let mut buf = [0u8; 8];
+    let refused = block_on(fourth.read(&mut buf));
+    println!("4th request connection with 3 busy of cap 3: {refused:?}");
+    assert_eq!(refused, Err(MockError(CloseReason::OverBudget)));
+    assert_eq!(fourth.close_reason(), Some(CloseReason::OverBudget));
+    assert_eq!(BUDGET.stats().refused, 1);
+    drop(fourth);
+    drop(conns);
+    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+}
+
+#[test]
+fn idle_connection_is_evicted_when_reserve_is_short() {
+    static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 0, 3).with_exhaustion_at(4));
+    let limit = Limit::new(&BUDGET);
+    let (peer_a, peer_b) = (Mock::default(), Mock::default());
+    let mut a = limit.layer(peer_a.clone());
+    let mut b = limit.layer(peer_b.clone());
+    block_on(exchange(&mut a, &peer_a));
+    block_on(exchange(&mut b, &peer_b));
+    // Both wait for their next request: idle, a first (least recently active).
+    let mut buf_a = [0u8; 16];
+    let mut buf_b = [0u8; 16];
+    let c;
+    {
+        let mut read_a = pin!(a.read(&mut buf_a));
+        let mut read_b = pin!(b.read(&mut buf_b));
+        assert!(poll_once(read_a.as_mut()).is_pending());
+        assert!(poll_once(read_b.as_mut()).is_pending());
+        assert_eq!(BUDGET.idle(), 2);
+        // A third connection leaves 0 free listeners < reserve 1: a is evicted, b is not.
+        c = limit.layer(Mock::default());
+        let a_result = poll_once(read_a.as_mut());
+        let b_pending = poll_once(read_b.as_mut()).is_pending();
+        println!("idle a after the 3rd accept: {a_result:?}; b still pending: {b_pending}");
+        assert!(matches!(a_result, Poll::Ready(Ok(0))));
+        assert!(b_pending);
+    }
+    assert_eq!(BUDGET.stats().evictions, 1);
+    assert_eq!(a.close_reason(), Some(CloseReason::Evicted));
+    assert_eq!(b.close_reason(), None);
+    assert_eq!(
+        block_on(a.write(b"x")),
+        Err(MockError(CloseReason::Evicted))
+    );
+    block_on(a.end(CloseReason::PeerClosed));
+    assert_eq!(peer_a.0.borrow().ended, Some(CloseReason::Evicted));
+    drop((a, b, c));
+    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+}
+
+#[test]
+fn busy_and_stream_connections_are_never_evicted() {
+    static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 1, 2).with_exhaustion_at(4));
+    let limit = Limit::new(&BUDGET);
+    let peer = Mock::default();
+    let mut stream = limit.layer(peer.clone());
+    block_on(exchange(&mut stream, &peer));
+    stream.set_class(ConnectionClass::Stream).unwrap();
+    let busy = limit.layer(Mock::default()); // accepted, no request read yet
+    let mut buf = [0u8; 16];
+    let third;
+    {
+        let mut read = pin!(stream.read(&mut buf));
+        assert!(poll_once(read.as_mut()).is_pending());
+        third = limit.layer(Mock::default());
+        assert!(poll_once(read.as_mut()).is_pending());
+    }
+    println!(
+        "evictions with one stream and one busy connection: {}",
+        BUDGET.stats().evictions
+    );
+    assert_eq!(BUDGET.stats().evictions, 0);
+    drop((stream, busy, third));
+    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+}
+
+#[test]
+fn cancelled_idle_read_is_busy_again() {
+    static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
+    let limit = Limit::new(&BUDGET);
+    let peer = Mock::default();
+    let mut a = limit.layer(peer.clone());
+    block_on(exchange(&mut a, &peer));
+    {
+        let mut buf = [0u8; 16];
+        let mut read = pin!(a.read(&mut buf));
+        assert!(poll_once(read.as_mut()).is_pending());
+        assert_eq!(BUDGET.idle(), 1);
+    }
+    println!("idle after the read was dropped: {}", BUDGET.idle());
+    assert_eq!(BUDGET.idle(), 0);
+    let _b = limit.layer(Mock::default());
+    assert_eq!(BUDGET.stats().evictions, 0);
+}
+
+#[test]
+fn stream_cap_refuses_with_class_full() {
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
+    static REFUSED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    fn hook(e: &Event) {
+        if *e == Event::StreamRefused {
+            REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    event::set_hook(hook);
+    let limit = Limit::new(&BUDGET);
+    let mut first = limit.layer(Mock::default());
+    let mut second = limit.layer(Mock::default());
+    assert_eq!(first.set_class(ConnectionClass::Stream), Ok(()));
+    let refused = second.set_class(ConnectionClass::Stream);
+    println!("second stream against cap 1: {refused:?}");
+    assert_eq!(
+        refused,
+        Err(tcp_layers_core::ClassFull {
+            class: ConnectionClass::Stream
+        })
+    );
+    assert_eq!(second.class(), ConnectionClass::Request);
+    assert_eq!(BUDGET.active_of(ConnectionClass::Stream), 1);
+    assert_eq!(BUDGET.active_of(ConnectionClass::Request), 1);
+    assert_eq!(BUDGET.stats().stream_refusals, 1);
+    assert!(REFUSED.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // The stream slot comes back when the stream ends.
+    drop(first);
+    assert_eq!(second.set_class(ConnectionClass::Stream), Ok(()));
+    drop(second);
+    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+}
+
+#[test]
+fn exhaustion_is_held_and_cleared_once() {
+    static BUDGET: Budget<6> = Budget::new(BudgetConfig::new(6, 1, 5));
+    let limit = Limit::new(&BUDGET);
+    let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+    assert!(!BUDGET.is_exhausted());
+    conns.push(limit.layer(Mock::default())); // 4 = total - 2
+    assert!(BUDGET.is_exhausted());
+    conns.push(limit.layer(Mock::default()));
+    let mut stream = conns.pop().unwrap();
+    assert!(
+        stream.set_class(ConnectionClass::Stream).is_err(),
+        "no new stream while exhausted"
+    );
+    drop(stream);
+    conns.truncate(2);
+    println!(
+        "exhaustion entered {} time(s); held now: {}",
+        BUDGET.stats().exhaustion_entered,
+        BUDGET.is_exhausted()
+    );
+    assert!(!BUDGET.is_exhausted());
+    assert_eq!(BUDGET.stats().exhaustion_entered, 1);
+    drop(conns);
+    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+}
+
+#[test]
+fn backoff_doubles_to_its_cap() {
+    let b = tcp_layers_limit::Backoff::DEFAULT;
+    let delays: Vec<u32> = (1..=9).map(|n| b.delay_ms(n)).collect();
+    println!("backoff delays (ms): {delays:?}");
+    assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    assert_eq!(b.delay_ms(u32::MAX), 1000);
+}
