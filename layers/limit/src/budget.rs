@@ -117,6 +117,16 @@ impl<const N: usize> Table<N> {
         self.count(|u| u != SlotUse::Free)
     }
 
+    /// Occupied and not told to close: the sockets that will not come back by themselves.
+    fn live(&self) -> u16 {
+        self.count(|u| !matches!(u, SlotUse::Free | SlotUse::Evicted))
+    }
+
+    /// Listeners free once every evicted connection has closed.
+    fn free_listeners(&self, config: &BudgetConfig) -> u16 {
+        u16::from(config.total).saturating_sub(self.live())
+    }
+
     fn requests(&self) -> u16 {
         self.count(|u| matches!(u, SlotUse::Busy | SlotUse::Idle))
     }
@@ -304,7 +314,7 @@ impl<const N: usize> Budget<N> {
             let index = t.slots.iter().position(|s| s.use_ == SlotUse::Free)?;
             t.slots[index].use_ = SlotUse::Busy;
             t.stats.admitted += 1;
-            let free_listeners = total - t.occupied();
+            let free_listeners = t.free_listeners(&self.config);
             t.update_exhaustion(&self.config, &mut out);
             if !evicted && (free_listeners < u16::from(self.config.reserve) || t.exhausted) {
                 t.evict_lru(&mut out);
@@ -320,6 +330,11 @@ impl<const N: usize> Budget<N> {
 }
 
 impl<const N: usize> Ticket<N> {
+    /// The budget's idle grace.
+    pub(crate) fn idle_grace_ms(&self) -> u32 {
+        self.budget.config.idle_grace_ms
+    }
+
     /// True if the connection was admitted (holds a slot).
     pub(crate) fn is_admitted(&self) -> bool {
         self.slot.is_some()
@@ -372,6 +387,24 @@ impl<const N: usize> Ticket<N> {
             }
         })
         .unwrap_or(false)
+    }
+
+    /// The connection has been idle for the grace period: if fewer listeners than the
+    /// reserve are free (or the budget is exhausted), evict the least recently active
+    /// idle connection. Returns true if that was this one.
+    pub(crate) fn shed_after_grace(&self) -> bool {
+        let config = self.budget.config;
+        let mut out = Outcome::default();
+        let evicted = self
+            .with_slot(|t, i| {
+                if t.free_listeners(&config) < u16::from(config.reserve) || t.exhausted {
+                    t.evict_lru(&mut out);
+                }
+                t.slots[i].use_ == SlotUse::Evicted
+            })
+            .unwrap_or(false);
+        out.emit();
+        evicted
     }
 
     /// Moves the connection to `class` if its cap allows and, for a stream, the budget

@@ -45,8 +45,16 @@ impl StackServices {
 ///   Their sum may be below `total` but not above it, so a stream can never take the
 ///   last slot a page load needs.
 /// - `reserve`: listeners kept free. When an accepted connection leaves fewer free, the
-///   least recently active idle keep-alive connection is evicted. Default 1: one free
-///   listener answers the next SYN instead of a reset.
+///   least recently active idle keep-alive connection is evicted at once; and while
+///   fewer are free, a connection idle for `idle_grace_ms` evicts the least recently
+///   active one, so listeners are free *before* the next client's SYNs arrive (a SYN
+///   that finds no listener is reset, and a browser opens 6 connections in the same
+///   millisecond: to take a second browser's page load whole, set the reserve to 6).
+///   Default 1: one free listener answers the next SYN instead of a reset.
+/// - `idle_grace_ms`: how long a connection must be idle before it is evicted to
+///   refill the reserve. Default 1000 ms: a browser sends the next request of a page
+///   load within a few round trips, so a connection idle for a second is between page
+///   loads, and closing it costs a reconnect later, not a broken page now.
 /// - `exhaustion_at`: connections held at which the budget counts as exhausted: it then
 ///   evicts an idle connection at every accept, refuses new streams and raises
 ///   [`Event::Exhaustion`](tcp_layers_core::event::Event::Exhaustion). Default
@@ -73,12 +81,14 @@ pub struct BudgetConfig {
     pub exhaustion_at: u8,
     /// lwIP PCBs at which the device counts as near its PCB limit (sizing rule).
     pub pcb_threshold: u8,
+    /// Milliseconds idle before a connection is evicted to refill the reserve.
+    pub idle_grace_ms: u32,
 }
 
 impl BudgetConfig {
     /// `total` slots, of which at most `stream` streams and `request` requests, with the
     /// defaults for the rest (reserve 1, exhaustion at `total - 2` (at `total` for a
-    /// budget of 1 or 2), PCB threshold 12).
+    /// budget of 1 or 2), PCB threshold 12, idle grace 1000 ms).
     ///
     /// # Panics
     /// At compile time when used in a `const` or `static`, if a rule breaks: see
@@ -91,6 +101,16 @@ impl BudgetConfig {
             reserve: 1,
             exhaustion_at: if total > 2 { total - 2 } else { total },
             pcb_threshold: 12,
+            idle_grace_ms: 1000,
+        }
+        .validated()
+    }
+
+    /// The same budget with another idle grace, in milliseconds.
+    pub const fn with_idle_grace_ms(self, idle_grace_ms: u32) -> Self {
+        Self {
+            idle_grace_ms,
+            ..self
         }
         .validated()
     }

@@ -1,12 +1,14 @@
 //! The layer and its wrapper: admission at wrap, idle tracking in `read`, the class
 //! switch and the eviction signal.
 use core::future::poll_fn;
-use core::pin::pin;
+use core::pin::{Pin, pin};
 use core::task::Poll;
 
 use tcp_layers_core::{
     ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, Write,
 };
+
+use embassy_time::Timer;
 
 use crate::Budget;
 use crate::budget::Ticket;
@@ -141,6 +143,7 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
             ticket: &self.ticket,
             phase: &mut self.phase,
         };
+        let mut grace = Some(Timer::after_millis(u64::from(idle.ticket.idle_grace_ms())));
         let result = {
             let mut read = pin!(self.inner.read(buf));
             poll_fn(|cx| {
@@ -149,7 +152,19 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
                 if idle.ticket.wait_idle(cx.waker()) {
                     return Poll::Ready(None);
                 }
-                read.as_mut().poll(cx).map(Some)
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                if let Some(timer) = &mut grace {
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        // Once: afterwards only an accept can ask for an eviction.
+                        grace = None;
+                        if idle.ticket.shed_after_grace() {
+                            return Poll::Ready(None);
+                        }
+                    }
+                }
+                Poll::Pending
             })
             .await
         };

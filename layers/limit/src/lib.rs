@@ -15,9 +15,10 @@
 //!   `Stream` or answers [`ClassFull`](tcp_layers_core::ClassFull) (so the server
 //!   answers 503);
 //! - LRU purge: when an accepted connection leaves fewer free listeners than the
-//!   reserve, the least recently active idle keep-alive connection is told to close
-//!   (its pending read returns `Ok(0)`, its close reason is `Evicted`); busy
-//!   connections and streams are never evicted;
+//!   reserve, or once a connection has been idle for the grace period while fewer are
+//!   free, the least recently active idle keep-alive connection is told to close (its
+//!   pending read returns `Ok(0)`, its close reason is `Evicted`); busy connections and
+//!   streams are never evicted;
 //! - exhaustion: from [`BudgetConfig::exhaustion_at`] connections on, the budget sheds
 //!   (an idle eviction at every accept, no new streams) and raises
 //!   [`Event::Exhaustion`](tcp_layers_core::event::Event::Exhaustion) once per change;

@@ -93,8 +93,9 @@ fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut Context::from_waker(Waker::noop()))
 }
 
-fn block_on<F: Future>(fut: F) -> F::Output {
-    embassy_futures::block_on(fut)
+/// Runs a test body in the simulator's virtual time (the idle grace is a timer).
+fn sim<F: Future<Output = ()> + 'static>(body: F) {
+    tcp_layers_sim::run(body)
 }
 
 /// One keep-alive exchange: the request arrives and is read, the response is written.
@@ -108,104 +109,109 @@ async fn exchange<C: Connection>(conn: &mut C, peer: &Mock) {
 #[test]
 fn request_cap_refuses_when_nothing_is_idle() {
     static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
-    let limit = Limit::new(&BUDGET);
-    let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
-    assert_eq!(BUDGET.active_of(ConnectionClass::Request), 3);
-    let mut fourth = limit.layer(Mock::default());
-    let mut buf = [0u8; 8];
-    let refused = block_on(fourth.read(&mut buf));
-    println!("4th request connection with 3 busy of cap 3: {refused:?}");
-    assert_eq!(refused, Err(MockError(CloseReason::OverBudget)));
-    assert_eq!(fourth.close_reason(), Some(CloseReason::OverBudget));
-    assert_eq!(BUDGET.stats().refused, 1);
-    drop(fourth);
-    drop(conns);
-    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+        assert_eq!(BUDGET.active_of(ConnectionClass::Request), 3);
+        let mut fourth = limit.layer(Mock::default());
+        let mut buf = [0u8; 8];
+        let refused = fourth.read(&mut buf).await;
+        println!("4th request connection with 3 busy of cap 3: {refused:?}");
+        assert_eq!(refused, Err(MockError(CloseReason::OverBudget)));
+        assert_eq!(fourth.close_reason(), Some(CloseReason::OverBudget));
+        assert_eq!(BUDGET.stats().refused, 1);
+        drop(fourth);
+        drop(conns);
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
 }
 
 #[test]
 fn idle_connection_is_evicted_when_reserve_is_short() {
     static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 0, 3).with_exhaustion_at(4));
-    let limit = Limit::new(&BUDGET);
-    let (peer_a, peer_b) = (Mock::default(), Mock::default());
-    let mut a = limit.layer(peer_a.clone());
-    let mut b = limit.layer(peer_b.clone());
-    block_on(exchange(&mut a, &peer_a));
-    block_on(exchange(&mut b, &peer_b));
-    // Both wait for their next request: idle, a first (least recently active).
-    let mut buf_a = [0u8; 16];
-    let mut buf_b = [0u8; 16];
-    let c;
-    {
-        let mut read_a = pin!(a.read(&mut buf_a));
-        let mut read_b = pin!(b.read(&mut buf_b));
-        assert!(poll_once(read_a.as_mut()).is_pending());
-        assert!(poll_once(read_b.as_mut()).is_pending());
-        assert_eq!(BUDGET.idle(), 2);
-        // A third connection leaves 0 free listeners < reserve 1: a is evicted, b is not.
-        c = limit.layer(Mock::default());
-        let a_result = poll_once(read_a.as_mut());
-        let b_pending = poll_once(read_b.as_mut()).is_pending();
-        println!("idle a after the 3rd accept: {a_result:?}; b still pending: {b_pending}");
-        assert!(matches!(a_result, Poll::Ready(Ok(0))));
-        assert!(b_pending);
-    }
-    assert_eq!(BUDGET.stats().evictions, 1);
-    assert_eq!(a.close_reason(), Some(CloseReason::Evicted));
-    assert_eq!(b.close_reason(), None);
-    assert_eq!(
-        block_on(a.write(b"x")),
-        Err(MockError(CloseReason::Evicted))
-    );
-    block_on(a.end(CloseReason::PeerClosed));
-    assert_eq!(peer_a.0.borrow().ended, Some(CloseReason::Evicted));
-    drop((a, b, c));
-    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let (peer_a, peer_b) = (Mock::default(), Mock::default());
+        let mut a = limit.layer(peer_a.clone());
+        let mut b = limit.layer(peer_b.clone());
+        exchange(&mut a, &peer_a).await;
+        exchange(&mut b, &peer_b).await;
+        // Both wait for their next request: idle, a first (least recently active).
+        let mut buf_a = [0u8; 16];
+        let mut buf_b = [0u8; 16];
+        let c;
+        {
+            let mut read_a = pin!(a.read(&mut buf_a));
+            let mut read_b = pin!(b.read(&mut buf_b));
+            assert!(poll_once(read_a.as_mut()).is_pending());
+            assert!(poll_once(read_b.as_mut()).is_pending());
+            assert_eq!(BUDGET.idle(), 2);
+            // A third connection leaves 0 free listeners < reserve 1: a is evicted, b is not.
+            c = limit.layer(Mock::default());
+            let a_result = poll_once(read_a.as_mut());
+            let b_pending = poll_once(read_b.as_mut()).is_pending();
+            println!("idle a after the 3rd accept: {a_result:?}; b still pending: {b_pending}");
+            assert!(matches!(a_result, Poll::Ready(Ok(0))));
+            assert!(b_pending);
+        }
+        assert_eq!(BUDGET.stats().evictions, 1);
+        assert_eq!(a.close_reason(), Some(CloseReason::Evicted));
+        assert_eq!(b.close_reason(), None);
+        assert_eq!(a.write(b"x").await, Err(MockError(CloseReason::Evicted)));
+        a.end(CloseReason::PeerClosed).await;
+        assert_eq!(peer_a.0.borrow().ended, Some(CloseReason::Evicted));
+        drop((a, b, c));
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
 }
 
 #[test]
 fn busy_and_stream_connections_are_never_evicted() {
     static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 1, 2).with_exhaustion_at(4));
-    let limit = Limit::new(&BUDGET);
-    let peer = Mock::default();
-    let mut stream = limit.layer(peer.clone());
-    block_on(exchange(&mut stream, &peer));
-    stream.set_class(ConnectionClass::Stream).unwrap();
-    let busy = limit.layer(Mock::default()); // accepted, no request read yet
-    let mut buf = [0u8; 16];
-    let third;
-    {
-        let mut read = pin!(stream.read(&mut buf));
-        assert!(poll_once(read.as_mut()).is_pending());
-        third = limit.layer(Mock::default());
-        assert!(poll_once(read.as_mut()).is_pending());
-    }
-    println!(
-        "evictions with one stream and one busy connection: {}",
-        BUDGET.stats().evictions
-    );
-    assert_eq!(BUDGET.stats().evictions, 0);
-    drop((stream, busy, third));
-    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let peer = Mock::default();
+        let mut stream = limit.layer(peer.clone());
+        exchange(&mut stream, &peer).await;
+        stream.set_class(ConnectionClass::Stream).unwrap();
+        let busy = limit.layer(Mock::default()); // accepted, no request read yet
+        let mut buf = [0u8; 16];
+        let third;
+        {
+            let mut read = pin!(stream.read(&mut buf));
+            assert!(poll_once(read.as_mut()).is_pending());
+            third = limit.layer(Mock::default());
+            assert!(poll_once(read.as_mut()).is_pending());
+        }
+        println!(
+            "evictions with one stream and one busy connection: {}",
+            BUDGET.stats().evictions
+        );
+        assert_eq!(BUDGET.stats().evictions, 0);
+        drop((stream, busy, third));
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
 }
 
 #[test]
 fn cancelled_idle_read_is_busy_again() {
     static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
-    let limit = Limit::new(&BUDGET);
-    let peer = Mock::default();
-    let mut a = limit.layer(peer.clone());
-    block_on(exchange(&mut a, &peer));
-    {
-        let mut buf = [0u8; 16];
-        let mut read = pin!(a.read(&mut buf));
-        assert!(poll_once(read.as_mut()).is_pending());
-        assert_eq!(BUDGET.idle(), 1);
-    }
-    println!("idle after the read was dropped: {}", BUDGET.idle());
-    assert_eq!(BUDGET.idle(), 0);
-    let _b = limit.layer(Mock::default());
-    assert_eq!(BUDGET.stats().evictions, 0);
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let peer = Mock::default();
+        let mut a = limit.layer(peer.clone());
+        exchange(&mut a, &peer).await;
+        {
+            let mut buf = [0u8; 16];
+            let mut read = pin!(a.read(&mut buf));
+            assert!(poll_once(read.as_mut()).is_pending());
+            assert_eq!(BUDGET.idle(), 1);
+        }
+        println!("idle after the read was dropped: {}", BUDGET.idle());
+        assert_eq!(BUDGET.idle(), 0);
+        let _b = limit.layer(Mock::default());
+        assert_eq!(BUDGET.stats().evictions, 0);
+    });
 }
 
 #[test]
@@ -217,63 +223,114 @@ fn stream_cap_refuses_with_class_full() {
             REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    event::set_hook(hook);
-    let limit = Limit::new(&BUDGET);
-    let mut first = limit.layer(Mock::default());
-    let mut second = limit.layer(Mock::default());
-    assert_eq!(first.set_class(ConnectionClass::Stream), Ok(()));
-    let refused = second.set_class(ConnectionClass::Stream);
-    println!("second stream against cap 1: {refused:?}");
-    assert_eq!(
-        refused,
-        Err(tcp_layers_core::ClassFull {
-            class: ConnectionClass::Stream
-        })
-    );
-    assert_eq!(second.class(), ConnectionClass::Request);
-    assert_eq!(BUDGET.active_of(ConnectionClass::Stream), 1);
-    assert_eq!(BUDGET.active_of(ConnectionClass::Request), 1);
-    assert_eq!(BUDGET.stats().stream_refusals, 1);
-    assert!(REFUSED.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-    // The stream slot comes back when the stream ends.
-    drop(first);
-    assert_eq!(second.set_class(ConnectionClass::Stream), Ok(()));
-    drop(second);
-    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    sim(async {
+        event::set_hook(hook);
+        let limit = Limit::new(&BUDGET);
+        let mut first = limit.layer(Mock::default());
+        let mut second = limit.layer(Mock::default());
+        assert_eq!(first.set_class(ConnectionClass::Stream), Ok(()));
+        let refused = second.set_class(ConnectionClass::Stream);
+        println!("second stream against cap 1: {refused:?}");
+        assert_eq!(
+            refused,
+            Err(tcp_layers_core::ClassFull {
+                class: ConnectionClass::Stream
+            })
+        );
+        assert_eq!(second.class(), ConnectionClass::Request);
+        assert_eq!(BUDGET.active_of(ConnectionClass::Stream), 1);
+        assert_eq!(BUDGET.active_of(ConnectionClass::Request), 1);
+        assert_eq!(BUDGET.stats().stream_refusals, 1);
+        assert!(REFUSED.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        // The stream slot comes back when the stream ends.
+        drop(first);
+        assert_eq!(second.set_class(ConnectionClass::Stream), Ok(()));
+        drop(second);
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
 }
 
 #[test]
 fn exhaustion_is_held_and_cleared_once() {
     static BUDGET: Budget<6> = Budget::new(BudgetConfig::new(6, 1, 5));
-    let limit = Limit::new(&BUDGET);
-    let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
-    assert!(!BUDGET.is_exhausted());
-    conns.push(limit.layer(Mock::default())); // 4 = total - 2
-    assert!(BUDGET.is_exhausted());
-    conns.push(limit.layer(Mock::default()));
-    let mut stream = conns.pop().unwrap();
-    assert!(
-        stream.set_class(ConnectionClass::Stream).is_err(),
-        "no new stream while exhausted"
-    );
-    drop(stream);
-    conns.truncate(2);
-    println!(
-        "exhaustion entered {} time(s); held now: {}",
-        BUDGET.stats().exhaustion_entered,
-        BUDGET.is_exhausted()
-    );
-    assert!(!BUDGET.is_exhausted());
-    assert_eq!(BUDGET.stats().exhaustion_entered, 1);
-    drop(conns);
-    assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+        assert!(!BUDGET.is_exhausted());
+        conns.push(limit.layer(Mock::default())); // 4 = total - 2
+        assert!(BUDGET.is_exhausted());
+        conns.push(limit.layer(Mock::default()));
+        let mut stream = conns.pop().unwrap();
+        assert!(
+            stream.set_class(ConnectionClass::Stream).is_err(),
+            "no new stream while exhausted"
+        );
+        drop(stream);
+        conns.truncate(2);
+        println!(
+            "exhaustion entered {} time(s); held now: {}",
+            BUDGET.stats().exhaustion_entered,
+            BUDGET.is_exhausted()
+        );
+        assert!(!BUDGET.is_exhausted());
+        assert_eq!(BUDGET.stats().exhaustion_entered, 1);
+        drop(conns);
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
 }
 
 #[test]
 fn backoff_doubles_to_its_cap() {
-    let b = tcp_layers_limit::Backoff::DEFAULT;
-    let delays: Vec<u32> = (1..=9).map(|n| b.delay_ms(n)).collect();
-    println!("backoff delays (ms): {delays:?}");
-    assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
-    assert_eq!(b.delay_ms(u32::MAX), 1000);
+    sim(async {
+        let b = tcp_layers_limit::Backoff::DEFAULT;
+        let delays: Vec<u32> = (1..=9).map(|n| b.delay_ms(n)).collect();
+        println!("backoff delays (ms): {delays:?}");
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert_eq!(b.delay_ms(u32::MAX), 1000);
+    });
+}
+
+#[test]
+fn idle_grace_refills_the_reserve() {
+    // 3 slots, reserve 2: with two connections idle only one listener is free.
+    static BUDGET: Budget<3> = Budget::new(
+        BudgetConfig::new(3, 0, 3)
+            .with_reserve(2)
+            .with_exhaustion_at(4)
+            .with_idle_grace_ms(500),
+    );
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let (peer_a, peer_b) = (Mock::default(), Mock::default());
+        let mut a = limit.layer(peer_a.clone());
+        let mut b = limit.layer(peer_b.clone());
+        exchange(&mut a, &peer_a).await;
+        exchange(&mut b, &peer_b).await;
+        let (mut buf_a, mut buf_b) = ([0u8; 16], [0u8; 16]);
+        {
+            let mut read_a = pin!(a.read(&mut buf_a));
+            assert!(poll_once(read_a.as_mut()).is_pending());
+            tcp_layers_sim::Timer::after_millis(100).await;
+            let mut read_b = pin!(b.read(&mut buf_b));
+            assert!(poll_once(read_b.as_mut()).is_pending());
+            tcp_layers_sim::Timer::after_millis(399).await;
+            assert!(
+                poll_once(read_a.as_mut()).is_pending(),
+                "evicted before the grace"
+            );
+            tcp_layers_sim::Timer::after_millis(2).await;
+            let a_after = poll_once(read_a.as_mut());
+            tcp_layers_sim::Timer::after_millis(200).await;
+            let b_pending = poll_once(read_b.as_mut()).is_pending();
+            println!(
+                "after 501 ms idle: a {a_after:?}; b (now 2 free = reserve) still idle: {b_pending}"
+            );
+            assert!(matches!(a_after, Poll::Ready(Ok(0))));
+            assert!(b_pending);
+        }
+        assert_eq!(BUDGET.stats().evictions, 1);
+        assert_eq!(a.close_reason(), Some(CloseReason::Evicted));
+        drop((a, b));
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
 }
