@@ -31,16 +31,41 @@ use super::split::{ReadHalf, Shared, WriteHalf};
 /// header picoserve writes itself with room for a long `Location` or `Content-Type`.
 const FORMAT_BUFFER: usize = 256;
 
+/// What picoserve's `flush` waits for.
+///
+/// picoserve flushes after every response head (and after each event of a stream).
+/// On embassy-net a flush waits until the peer has acknowledged every byte, so each
+/// response pays a round trip plus the peer's delayed ACK (10 ms on smoltcp, up to
+/// 200 ms on desktops) between its head and its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushMode {
+    /// `flush` returns once the bytes are in the socket's send buffer, from which the
+    /// stack sends them at its next poll (with Nagle off nothing holds them back). The
+    /// default: the wait for the peer's ACK delays the body and protects nothing, as a
+    /// full send buffer already makes `write` wait.
+    Queued,
+    /// `flush` is the connection's own: on embassy-net, wait until the peer has
+    /// acknowledged everything (what picoserve does over a bare socket).
+    Acknowledged,
+}
+
 /// A layered connection as a picoserve socket. See the [module docs](self).
 pub struct PicoserveSocket<C: Connection> {
     shared: Shared<C>,
+    flush: FlushMode,
 }
 
 impl<C: Connection> PicoserveSocket<C> {
-    /// Wraps a (layered) connection for picoserve.
+    /// Wraps a (layered) connection for picoserve, with [`FlushMode::Queued`].
     pub fn new(conn: C) -> Self {
+        Self::with_flush(conn, FlushMode::Queued)
+    }
+
+    /// Wraps a (layered) connection for picoserve, with the given [`FlushMode`].
+    pub fn with_flush(conn: C, flush: FlushMode) -> Self {
         Self {
             shared: Shared::new(conn),
+            flush,
         }
     }
 
@@ -60,7 +85,10 @@ pub struct PicoserveReader<'s, C: Connection>(ReadHalf<'s, C>);
 
 /// picoserve's write half: writes go straight to the connection; picoserve's
 /// formatted writes pass through a small stack buffer.
-pub struct PicoserveWriter<'s, C: Connection>(WriteHalf<'s, C>);
+pub struct PicoserveWriter<'s, C: Connection> {
+    half: WriteHalf<'s, C>,
+    flush: FlushMode,
+}
 
 impl<C: Connection> ErrorType for PicoserveReader<'_, C> {
     type Error = C::Error;
@@ -78,11 +106,14 @@ impl<C: Connection> ErrorType for PicoserveWriter<'_, C> {
 
 impl<C: Connection> picoserve::io::BaseWrite for PicoserveWriter<'_, C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
-        picoserve::io::BaseWrite::write(&mut self.0, buf).await
+        picoserve::io::BaseWrite::write(&mut self.half, buf).await
     }
 
     async fn flush(&mut self) -> Result<(), C::Error> {
-        picoserve::io::BaseWrite::flush(&mut self.0).await
+        match self.flush {
+            FlushMode::Queued => Ok(()),
+            FlushMode::Acknowledged => picoserve::io::BaseWrite::flush(&mut self.half).await,
+        }
     }
 }
 
@@ -95,7 +126,7 @@ impl<C: Connection> picoserve::io::Write for PicoserveWriter<'_, C> {
         let mut buffer = picoserve::mem::BorrowedBuffer::new(&mut bytes);
         let output = f(buffer.unfilled());
         let filled = buffer.filled();
-        self.0
+        self.half
             .with_conn(async |conn: &mut C| conn.write_all(filled).await)
             .await
             .map(|()| output)
@@ -119,7 +150,11 @@ where
 
     fn split(&mut self) -> (Self::ReadHalf<'_>, Self::WriteHalf<'_>) {
         let (read, write) = self.shared.halves();
-        (PicoserveReader(read), PicoserveWriter(write))
+        let writer = PicoserveWriter {
+            half: write,
+            flush: self.flush,
+        };
+        (PicoserveReader(read), writer)
     }
 
     /// Ends the connection with an RST (unless a layer knows the connection ended in
