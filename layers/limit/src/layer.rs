@@ -155,13 +155,13 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
                 if let Poll::Ready(r) = read.as_mut().poll(cx) {
                     return Poll::Ready(Some(r));
                 }
-                if let Some(timer) = &mut grace {
-                    if Pin::new(timer).poll(cx).is_ready() {
-                        // Once: afterwards only an accept can ask for an eviction.
-                        grace = None;
-                        if idle.ticket.shed_after_grace() {
-                            return Poll::Ready(None);
-                        }
+                if let Some(timer) = &mut grace
+                    && Pin::new(timer).poll(cx).is_ready()
+                {
+                    // Once: afterwards only an accept can ask for an eviction.
+                    grace = None;
+                    if idle.ticket.shed_after_grace() {
+                        return Poll::Ready(None);
                     }
                 }
                 Poll::Pending
