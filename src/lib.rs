@@ -30,6 +30,7 @@ pub mod adapters;
 
 /// The names most servers need, in one `use`.
 pub mod prelude {
+pub mod guide;
     pub use crate::ConnectionBuilder;
     pub use tcp_layers_core::{CloseReason, Connection, Deadline, Layer, TcpState};
 }

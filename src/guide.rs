@@ -1,0 +1,71 @@
+//! How to add the layers to a server you already have.
+//!
+//! # A hand-written embassy-net accept loop
+//!
+//! The usual embassy server is a few tasks, each with one socket in a loop of
+//! `accept`, serve, close. The layers go between the socket and your serving code:
+//! build the stack once per task, wrap the socket after each accept, end the
+//! connection through it. Your code keeps reading and writing as before.
+//!
+//! ```no_run
+//! use embassy_net::{Stack, tcp::TcpSocket};
+//! use tcp_layers::{CloseReason, Connection, ConnectionBuilder};
+//! use tcp_layers_chunked::ChunkedLayer;
+//! use tcp_layers_limit::{AcceptLoop, Budget, Limit, profile};
+//! use tcp_layers_nodelay::NoDelay;
+//! use tcp_layers_quiet::{Counters, Quiet};
+//! use tcp_layers_reaper::{Reaper, ReaperConfig};
+//! use tcp_layers_timewait::TimeWait;
+//!
+//! static COUNTERS: Counters = Counters::new();
+//! static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3);
+//! static DEADLINES: ReaperConfig = ReaperConfig::http();
+//!
+//! // One of these per socket (e.g. an `#[embassy_executor::task(pool_size = 8)]`).
+//! async fn http_worker(stack: Stack<'static>) -> ! {
+//!     let (mut rx, mut tx) = ([0u8; 1536], [0u8; 4096]);
+//!     let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+//!     let layers = ConnectionBuilder::new()
+//!         .layer(Quiet::new(&COUNTERS)) // how it ended: counters, quiet logs
+//!         .layer(Limit::new(&BUDGET)) // budget, LRU purge of idle keep-alive
+//!         .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
+//!         .layer(TimeWait::new()) // bounded close, then RST
+//!         .layer(ChunkedLayer::new()) // 4 KiB write pieces
+//!         .layer(NoDelay::new()); // Nagle off
+//!     let mut accepts = AcceptLoop::default(); // backs off on accept errors, never exits
+//!     loop {
+//!         accepts.accept_socket(&mut socket, 80).await;
+//!         let mut conn = layers.wrap(&mut socket);
+//!         let reason = serve(&mut conn).await; // your code, unchanged
+//!         conn.end(reason).await;
+//!     }
+//! }
+//!
+//! // Your request loop: any code that reads and writes an embedded-io-async stream.
+//! async fn serve(conn: &mut impl Connection) -> CloseReason {
+//!     let mut head = [0u8; 1024];
+//!     loop {
+//!         match conn.read(&mut head).await {
+//!             Ok(0) => return CloseReason::PeerClosed,
+//!             Ok(_) => {}
+//!             Err(_) => return CloseReason::PeerReset,
+//!         }
+//!         let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+//!         if conn.write_all(response).await.is_err() {
+//!             return CloseReason::ClientCancelled;
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! # picoserve
+//!
+//! Wrap the accepted socket and hand it to picoserve as a
+//! [`PicoserveSocket`](crate::adapters::picoserve::PicoserveSocket) (feature
+//! `picoserve`); the router and `Server::serve` stay as they are.
+//!
+//! # edge-http
+//!
+//! Give `Server::run` a [`LayeredAcceptor`](crate::adapters::edge_nal::LayeredAcceptor)
+//! (feature `edge-nal`): it owns the embassy-net sockets and wraps every connection it
+//! accepts.
