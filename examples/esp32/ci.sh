@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the ESP32 firmware for the two RISC-V chips CI can build for (ESP32-C3 and
+# ESP32-C6; the ESP32-S3 is Xtensa, whose toolchain cannot be installed on CI
+# machines) and prints the code size the layers add:
+#
+#   text_bytes_c3=...  text_bytes_c3_no_layers=...  text_bytes_c6=...
+#   text_bytes_layers=<C3 with layers minus C3 without>
+#
+# Needs no Wi-Fi credentials: SSID and PASSWORD are optional at build time.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here" # so .cargo/config.toml (linker flags per target) applies
+
+rustup target add riscv32imc-unknown-none-elf riscv32imac-unknown-none-elf
+
+export CARGO_TARGET_DIR="$here/target"
+# Sizes of the code, not of debug info; and a smaller, faster build.
+export CARGO_PROFILE_RELEASE_DEBUG=0
+elf_name=tcp-layers-esp32-example
+
+# build <target> <features>: builds and prints the ELF's path.
+build() {
+    local target=$1 features=$2
+    echo "--- cargo build --locked --release --target $target --features $features" >&2
+    if ! cargo build --locked --release --target "$target" --features "$features" >&2; then
+        echo "esp32 example: build failed for $target ($features)." >&2
+        echo "If Cargo.lock is out of date after a change to the tcp-layers crates," >&2
+        echo "refresh it with: (cd examples/esp32 && cargo update -p tcp-layers)" >&2
+        return 1
+    fi
+    echo "$CARGO_TARGET_DIR/$target/release/$elf_name"
+}
+
+# text_bytes <elf>: size of the .text section (code run from flash), from the ELF
+# section headers. binutils' size may not know RISC-V, so read the headers directly.
+text_bytes() {
+    python3 - "$1" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:4] == b"\x7fELF" and data[4] == 1, "32-bit ELF expected"
+shoff, = struct.unpack_from("<I", data, 0x20)
+shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+headers = [struct.unpack_from("<10I", data, shoff + i * shentsize) for i in range(shnum)]
+names = headers[shstrndx][4]
+def name(h):
+    start = names + h[0]
+    return data[start:data.index(b"\0", start)].decode()
+print(sum(h[5] for h in headers if name(h) == ".text"))
+PY
+}
+
+# Measured right after each build: the two C3 builds share one output path.
+c3_elf=$(build riscv32imc-unknown-none-elf esp32c3)
+c3=$(text_bytes "$c3_elf")
+c3_plain_elf=$(build riscv32imc-unknown-none-elf esp32c3,no-layers)
+c3_plain=$(text_bytes "$c3_plain_elf")
+c6_elf=$(build riscv32imac-unknown-none-elf esp32c6)
+c6=$(text_bytes "$c6_elf")
+
+echo "text_bytes_c3=$c3"
+echo "text_bytes_c3_no_layers=$c3_plain"
+echo "text_bytes_c6=$c6"
+echo "text_bytes_layers=$((c3 - c3_plain))"
