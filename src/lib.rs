@@ -27,10 +27,10 @@ pub use builder::ConnectionBuilder;
 
 #[cfg(any(feature = "picoserve", feature = "edge-nal"))]
 pub mod adapters;
+pub mod guide;
 
 /// The names most servers need, in one `use`.
 pub mod prelude {
-pub mod guide;
     pub use crate::ConnectionBuilder;
     pub use tcp_layers_core::{CloseReason, Connection, Deadline, Layer, TcpState};
 }
