@@ -22,6 +22,9 @@ pub use tcp_layers_core::{
     Stack, TcpState, Unsupported, event,
 };
 
+#[cfg(feature = "sim")]
+pub use tcp_layers_sim as sim;
+
 mod builder;
 pub use builder::ConnectionBuilder;
 

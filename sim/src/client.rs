@@ -452,6 +452,12 @@ impl Page {
             connections: 6,
         }
     }
+
+    /// The same page over `n` parallel connections.
+    pub fn with_connections(mut self, n: usize) -> Self {
+        self.connections = n;
+        self
+    }
 }
 
 impl Default for Page {

@@ -58,6 +58,10 @@ pub mod server;
 mod time;
 mod trace;
 
+/// The embassy-net version the hosts run (for `TcpSocket` and friends).
+pub use embassy_net;
+/// The embassy-time version the clock drives.
+pub use embassy_time;
 pub use embassy_time::{Duration, Instant, Timer};
 pub use executor::{
     Aborted, JoinHandle, TimeLimit, now, polls, run, run_with_limit, spawn, yield_now,
