@@ -361,7 +361,7 @@ next();
 const stats = document.getElementById('stats');
 const events = new EventSource('/events');
 events.onmessage = (e) => { stats.textContent = 'server: ' + e.data; };
-events.onerror = () => { stats.textContent = 'event stream unavailable (stream budget full?)'; };
+events.onerror = () => { stats.textContent = 'event stream closed; the browser retries'; };
 </script>
 </body>
 </html>
