@@ -13,7 +13,9 @@
 //! - once a chunk's worth of bytes has gone out since the last yield, the next write
 //!   first yields to the executor ([`embassy_futures::yield_now`]), so a 160 kB
 //!   response gives every other ready task a turn about 40 times on its way out. A
-//!   server's small writes (a head, a header line) never yield between them;
+//!   server's small writes (a head, a header line) never yield between them, and a
+//!   write that had to wait for room in the socket's buffer counts as a yield (the
+//!   task already gave the executor a turn), so a buffer-bound transfer pays nothing;
 //! - it counts the bytes of the current response (a response starts with the first
 //!   write after a read that returned data) and reports [`ResponseProgress`]
 //!   ("sent X of Y") at trace level when the connection ends;
@@ -38,6 +40,9 @@
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
+
+use core::future::{Future, poll_fn};
+use core::pin::pin;
 
 use embassy_futures::yield_now;
 use tcp_layers_core::{
@@ -256,11 +261,16 @@ impl<C, const COALESCE: usize> Chunked<C, COALESCE> {
         self.unyielded = 0;
     }
 
-    fn count_sent(&mut self, n: usize) {
+    /// Counts `n` bytes passed down; `waited` when the write below had to wait, which
+    /// means this task already gave the executor a turn.
+    fn count_sent(&mut self, n: usize, waited: bool) {
         self.sent = self.sent.saturating_add(saturate(n));
-        self.unyielded = self
-            .unyielded
-            .saturating_add(n.min(u16::MAX as usize) as u16);
+        self.unyielded = if waited {
+            0
+        } else {
+            self.unyielded
+                .saturating_add(n.min(u16::MAX as usize) as u16)
+        };
     }
 
     /// Bytes the caller has been told are written, for this response.
@@ -276,6 +286,20 @@ impl<C, const COALESCE: usize> Chunked<C, COALESCE> {
     }
 }
 
+/// `inner.write(piece)`, and whether it returned `Pending` on the way (the socket's
+/// buffer was full): then the task has already yielded and needs no extra yield.
+async fn write_down<W: Write>(inner: &mut W, piece: &[u8]) -> Result<(usize, bool), W::Error> {
+    let mut waited = false;
+    let mut write = pin!(inner.write(piece));
+    let n = poll_fn(|cx| {
+        let poll = write.as_mut().poll(cx);
+        waited |= poll.is_pending();
+        poll
+    })
+    .await?;
+    Ok((n, waited))
+}
+
 fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -285,11 +309,11 @@ impl<C: Connection, const COALESCE: usize> Chunked<C, COALESCE> {
     async fn drain_held(&mut self) -> Result<(), C::Error> {
         while self.held_len > 0 {
             let piece = usize::from(self.held_len).min(usize::from(self.chunk_size));
-            let n = self.inner.write(&self.held[..piece]).await?;
+            let (n, waited) = write_down(&mut self.inner, &self.held[..piece]).await?;
             if n == 0 {
                 return Err(self.inner.ended_error(CloseReason::LocalError));
             }
-            self.count_sent(n);
+            self.count_sent(n, waited);
             self.consume_held(n);
         }
         Ok(())
@@ -310,11 +334,11 @@ impl<C: Connection, const COALESCE: usize> Chunked<C, COALESCE> {
             // Scratch beyond held_len: counted only once the write below returns.
             self.held[held..held + take].copy_from_slice(&buf[..take]);
             let piece = (held + take).min(usize::from(self.chunk_size));
-            let n = self.inner.write(&self.held[..piece]).await?;
+            let (n, waited) = write_down(&mut self.inner, &self.held[..piece]).await?;
             if n == 0 {
                 return Ok(Some(0));
             }
-            self.count_sent(n);
+            self.count_sent(n, waited);
             if n >= held {
                 self.held_len = 0;
                 if n > held {
@@ -367,8 +391,8 @@ impl<C: Connection, const COALESCE: usize> Write for Chunked<C, COALESCE> {
             return Ok(n);
         }
         let piece = &buf[..buf.len().min(usize::from(self.chunk_size))];
-        let n = self.inner.write(piece).await?;
-        self.count_sent(n);
+        let (n, waited) = write_down(&mut self.inner, piece).await?;
+        self.count_sent(n, waited);
         Ok(n)
     }
 

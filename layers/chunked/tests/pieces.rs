@@ -49,6 +49,24 @@ fn one_segment_pieces() {
 }
 
 #[test]
+fn a_write_that_waited_for_the_socket_needs_no_extra_yield() {
+    // Every socket write waits once for buffer room: the task gives the executor a
+    // turn there, so the layer adds none of its own.
+    let mock = MockConn {
+        pend_first_poll: true,
+        ..Default::default()
+    };
+    let mut conn = ChunkedLayer::new().layer(mock);
+    let body = pattern(BODY);
+    let (result, pendings) = run_counting_yields(conn.write_all(&body));
+    result.unwrap();
+    let pieces = conn.get_ref().pieces.len();
+    println!("160000 B, socket always waits once: {pieces} pieces, {pendings} pendings");
+    assert_eq!(pendings, pieces);
+    assert_eq!(conn.get_ref().written, body);
+}
+
+#[test]
 fn chunk_size_is_clamped() {
     assert_eq!(ChunkedLayer::new().with_chunk_size(0).chunk_size(), 1);
     assert_eq!(

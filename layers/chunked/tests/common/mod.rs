@@ -53,6 +53,9 @@ pub struct MockConn {
     pub blocked: bool,
     /// Every write poll stays pending once this many pieces were accepted.
     pub block_after_pieces: Option<usize>,
+    /// Each write call is pending on its first poll (a TX buffer that is full until
+    /// the stack runs).
+    pub pend_first_poll: bool,
     /// With this seed, a write poll is pending one time in three.
     pub random_pending: Option<Rng>,
     /// Writes fail once this many bytes were accepted.
@@ -80,7 +83,11 @@ impl Read for MockConn {
 
 impl Write for MockConn {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
+        let mut first_poll = self.pend_first_poll;
         poll_fn(|_| {
+            if std::mem::take(&mut first_poll) {
+                return Poll::Pending;
+            }
             let random_wait = self
                 .random_pending
                 .as_mut()
