@@ -128,11 +128,13 @@ impl Executor {
         drop(task);
     }
 
-    /// Drops every task, one by one, so a drop that touches the table finds it free.
+    /// Drops every task, one by one, so a drop that touches the table finds it free
+    /// (tasks spawned by a drop are dropped too).
     fn drop_all(&self) {
-        let n = self.tasks.borrow().len();
-        for id in 0..n {
+        let mut id = 0;
+        while id < self.tasks.borrow().len() {
             self.cancel(id);
+            id += 1;
         }
     }
 }
@@ -153,10 +155,13 @@ fn current() -> Rc<Executor> {
 struct CurrentGuard;
 impl Drop for CurrentGuard {
     fn drop(&mut self) {
-        let exec = CURRENT.with(|c| c.borrow_mut().take());
+        // Tasks are dropped while the executor is still current, so a drop that
+        // spawns or aborts finds it.
+        let exec = CURRENT.with(|c| c.borrow().clone());
         if let Some(exec) = exec {
             exec.drop_all();
         }
+        CURRENT.with(|c| c.borrow_mut().take());
     }
 }
 
