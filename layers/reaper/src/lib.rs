@@ -20,10 +20,17 @@
 //! The phases follow from the I/O pattern: the first read waits for the first byte, the
 //! head ends at its terminator, a write starts the response, and a read after writes
 //! means the response is done and the connection idles until the next request. A
-//! `1xx` status written first (`100 Continue`) keeps the request open; `101 Switching
-//! Protocols`, and [`Connection::set_class`] to a stream, switch the connection to raw
-//! mode. [`Protocol::Raw`] is for protocols that are not HTTP: every read waits at
-//! most `idle`, every write at most `stall`.
+//! `1xx` status written first (`100 Continue`) keeps the request open. A connection
+//! that becomes a stream (`101 Switching Protocols` written, or
+//! [`Connection::set_class`] to [`ConnectionClass::Stream`] as an SSE handler does)
+//! leaves the request cycle: the server talks when it wants, its reads wait without a
+//! deadline and its writes under `stall`. [`Protocol::Raw`] is for protocols that are
+//! not HTTP: every read waits at most `idle`, every write at most `stall`.
+//!
+//! A server that reads while it streams (to notice a disconnect) must call
+//! `set_class(ConnectionClass::Stream)` first: otherwise its read after the response's
+//! first writes looks like an idle keep-alive connection and ends after `idle` without
+//! a write.
 //!
 //! When a deadline passes the connection is ended with
 //! `inner.end(CloseReason::Reaped(which))` (the timewait layer below supplies the
@@ -71,8 +78,8 @@ pub enum Protocol {
     /// HTTP/1: first-byte, head, idle and stall deadlines and the head size cap, per
     /// request.
     Http,
-    /// Anything else (MQTT, Modbus/TCP, a WebSocket after its upgrade): a read waits at
-    /// most `idle`, a write or flush at most `stall`; no head is looked for.
+    /// Anything else (MQTT, Modbus/TCP, a line protocol): a read waits at most `idle`,
+    /// a write or flush at most `stall`; no head is looked for.
     Raw,
 }
 
@@ -380,7 +387,9 @@ pub enum Phase {
     Response,
     /// The response is done; waiting for the next request (`idle` applies).
     Idle,
-    /// Not HTTP, or no longer (`idle` for reads, `stall` for writes).
+    /// A stream (SSE, WebSocket): reads wait without a deadline, writes under `stall`.
+    Stream,
+    /// Not HTTP ([`Protocol::Raw`]): `idle` for reads, `stall` for writes.
     Raw,
     /// The connection was ended (by a deadline or by [`Connection::end`]).
     Ended,
@@ -405,6 +414,8 @@ enum Budget {
     Since { mark_ms: u32, limit_ms: u32 },
     /// `limit_ms` from the moment the call has to wait.
     FromNow { limit_ms: u32 },
+    /// No limit.
+    Never,
 }
 
 impl Budget {
@@ -414,7 +425,8 @@ impl Budget {
             Budget::Since {
                 limit_ms: NEVER_MS, ..
             }
-            | Budget::FromNow { limit_ms: NEVER_MS } => None,
+            | Budget::FromNow { limit_ms: NEVER_MS }
+            | Budget::Never => None,
             Budget::Since { mark_ms, limit_ms } => {
                 let elapsed = now_ms().wrapping_sub(mark_ms);
                 Some(Duration::from_millis(
@@ -453,38 +465,10 @@ async fn within<F: Future>(fut: F, budget: Budget) -> Option<F::Output> {
 
 /// What the first bytes of a response say about the connection after it.
 fn response_kind(first_write: &[u8]) -> Phase {
-    // "HTTP/1.1 101 ..." : the status code starts at offset 9.
-    match first_write {
-        [
-            b'H',
-            b'T',
-            b'T',
-            b'P',
-            b'/',
-            b'1',
-            b'.',
-            _,
-            b' ',
-            b'1',
-            b'0',
-            b'1',
-            ..,
-        ] => Phase::Raw,
-        [
-            b'H',
-            b'T',
-            b'T',
-            b'P',
-            b'/',
-            b'1',
-            b'.',
-            _,
-            b' ',
-            b'1',
-            _,
-            _,
-            ..,
-        ] => Phase::Interim,
+    // "HTTP/1.1 101 ...": the status code is at offset 9.
+    match (first_write.get(..7), first_write.get(9..12)) {
+        (Some(b"HTTP/1."), Some(b"101")) => Phase::Stream,
+        (Some(b"HTTP/1."), Some([b'1', _, _])) => Phase::Interim,
         _ => Phase::Response,
     }
 }
@@ -550,6 +534,7 @@ impl<C: Connection> ReaperConnection<C> {
                     limit_ms: c.idle_ms,
                 },
             ),
+            Phase::Stream => (Deadline::Idle, Budget::Never),
             Phase::Request | Phase::Interim | Phase::Response | Phase::Ended => (
                 Deadline::Stall,
                 Budget::FromNow {
@@ -715,11 +700,11 @@ impl<C: Connection> Connection for ReaperConnection<C> {
     }
 
     /// A connection that becomes a [`ConnectionClass::Stream`] (SSE, WebSocket) leaves
-    /// the request cycle: from then on it is in raw mode.
+    /// the request cycle: its reads wait without a deadline, its writes under `stall`.
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
         self.inner.set_class(class)?;
         if class == ConnectionClass::Stream && self.phase != Phase::Ended {
-            self.phase = Phase::Raw;
+            self.phase = Phase::Stream;
         }
         Ok(())
     }
