@@ -58,11 +58,14 @@ pub enum Event {
     Evicted,
 }
 
-static HOOK: Mutex<Cell<Option<fn(&Event)>>> = Mutex::new(Cell::new(None));
+/// The application's event handler: a plain function, so no allocation and no `dyn`.
+pub type Hook = fn(&Event);
+
+static HOOK: Mutex<Cell<Option<Hook>>> = Mutex::new(Cell::new(None));
 
 /// Installs the function every [`Event`] is passed to, replacing the previous one.
 /// The hook runs in the emitting task, outside any critical section: keep it short.
-pub fn set_hook(hook: fn(&Event)) {
+pub fn set_hook(hook: Hook) {
     critical_section::with(|cs| HOOK.borrow(cs).set(Some(hook)));
 }
 
