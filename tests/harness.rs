@@ -36,12 +36,13 @@ fn two_kib_response(nagle: bool) -> Duration {
 ///
 /// The responder writes the head (~100 B) and the 2048-byte body with two `write_all`
 /// calls; both land in the socket's buffer before the stack runs, so the stack cuts
-/// 2.1 KiB into a full 1460-byte segment and a 690-byte tail. smoltcp's Nagle check
+/// 2.1 KiB into a full 1460-byte segment and a ~690-byte tail. smoltcp's Nagle check
 /// (`nagle && data_in_flight && !can_send_full`) holds the tail until the first
 /// segment is acknowledged, and the client, having received a single segment, delays
 /// that ACK by 10 ms. Had the head gone out alone (a stack poll between the writes),
 /// a small body would be held the same way behind the unacknowledged head. Nagle off,
-/// both segments leave back to back.
+/// both segments leave back to back. On the 20 ms link the tail arrives ~30 ms later
+/// with Nagle: the client's 10 ms delayed ACK plus the ACK's and the tail's trips.
 #[test]
 fn a_nagle_holds_the_response_tail_for_a_delayed_ack() {
     let on = two_kib_response(true);
