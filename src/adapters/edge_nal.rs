@@ -197,6 +197,9 @@ where
         Self: 'a;
 
     /// Waits for a client; never fails (edge-http's `run` would stop for good).
+    // The socket's `RefCell` borrow is what marks it taken: holding it across the
+    // accept is the point. Every other access to the cells uses `try_borrow*`.
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn accept(&self) -> Result<(SocketAddr, Self::Socket<'_>), Error> {
         let mut backoff = BACKOFF_START;
         loop {
@@ -204,20 +207,19 @@ where
             if !matches!(
                 Connection::state(&*socket),
                 TcpState::Established | TcpState::CloseWait
-            ) {
-                if let Err(error) = socket.accept(self.port).await {
-                    drop(socket);
-                    let consecutive = self.accept_errors.get().saturating_add(1);
-                    self.accept_errors.set(consecutive);
-                    emit_log!(warn, "accept error {:?}, retrying", error);
-                    event::emit(Event::AcceptError {
-                        consecutive,
-                        backoff_ms: backoff.as_millis() as u32,
-                    });
-                    Timer::after(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_CAP);
-                    continue;
-                }
+            ) && let Err(error) = socket.accept(self.port).await
+            {
+                drop(socket);
+                let consecutive = self.accept_errors.get().saturating_add(1);
+                self.accept_errors.set(consecutive);
+                emit_log!(warn, "accept error {:?}, retrying", error);
+                event::emit(Event::AcceptError {
+                    consecutive,
+                    backoff_ms: backoff.as_millis() as u32,
+                });
+                Timer::after(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+                continue;
             }
             // A handshake the peer reset ends `accept` with a closed socket: listen again.
             let Some(remote) = Connection::remote(&*socket) else {
