@@ -28,6 +28,11 @@ pub use tcp_layers_sim as sim;
 mod builder;
 pub use builder::ConnectionBuilder;
 
+#[cfg(all(feature = "limit", feature = "embassy-net"))]
+mod serve;
+#[cfg(all(feature = "limit", feature = "embassy-net"))]
+pub use serve::{Buffers, ServeConfig, serve};
+
 #[cfg(any(feature = "picoserve", feature = "edge-nal"))]
 pub mod adapters;
 pub mod guide;
