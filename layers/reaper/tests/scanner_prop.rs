@@ -56,7 +56,7 @@ fn head_byte() -> impl Strategy<Value = u8> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 600,
+        cases: 256,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
