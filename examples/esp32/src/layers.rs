@@ -1,17 +1,26 @@
-//! How one accepted connection is served: through the layer stack, or (feature
-//! `no-layers`) on the bare socket, which is what CI compares to measure the layers'
-//! code size.
-use embassy_net::tcp::TcpSocket;
+//! One HTTP worker: accept, serve with picoserve, close, repeat. With the layers (the
+//! default) every connection goes through the tcp-layers stack; with the feature
+//! `no-layers` it is the plain loop picoserve's own `listen_and_serve` runs, which is
+//! what CI compares to measure the layers' code size.
+use embassy_net::{Stack, tcp::TcpSocket};
 use embassy_time::Duration;
-use log::{debug, info};
 use picoserve::{Config, Router, Timeouts, routing::PathRouter};
 
-use crate::stats;
+use crate::{HTTP_PORT, stats};
+
+/// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
+/// 2 kB holds one with its cookies and a pipelined second one.
+const TCP_RX_BYTES: usize = 2048;
+/// Transmit buffer per HTTP socket, bytes: about three 1460-byte segments in flight,
+/// enough to keep a Wi-Fi link busy without costing 8 sockets too much RAM.
+const TCP_TX_BYTES: usize = 4096;
+/// picoserve's buffer per connection, bytes: holds the request head being parsed.
+const HTTP_BUFFER_BYTES: usize = 2048;
 
 /// picoserve's timeouts. Its defaults (1 s to write, 1 s for the next keep-alive
 /// request) are tuned for small responses on a quiet LAN; a 128 kB frame to a phone on
-/// a busy network needs longer, and the browser sends the next frame request only
-/// after it has decoded the previous one.
+/// a busy network needs longer, and the browser asks for the next frame only after it
+/// has decoded the previous one. (With the layers the reaper's deadlines act first.)
 const TIMEOUTS: Timeouts = Timeouts {
     start_read_request: Duration::from_secs(5),
     persistent_start_read_request: Duration::from_secs(5),
@@ -23,59 +32,126 @@ const TIMEOUTS: Timeouts = Timeouts {
 static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
 
 #[cfg(not(feature = "no-layers"))]
-pub use layered::{DESCRIPTION, serve};
+pub use layered::{DESCRIPTION, worker};
 #[cfg(feature = "no-layers")]
-pub use plain::{DESCRIPTION, serve};
+pub use plain::{DESCRIPTION, worker};
 
 #[cfg(not(feature = "no-layers"))]
 mod layered {
+    use log::debug;
+    use tcp_layers::{ConnectionBuilder, adapters::picoserve::PicoserveSocket};
+    use tcp_layers_chunked::ChunkedLayer;
+    use tcp_layers_limit::{AcceptLoop, Budget, BudgetConfig, Limit, StackServices, profile};
+    use tcp_layers_nodelay::NoDelay;
+    use tcp_layers_pool::Pool;
+    use tcp_layers_quiet::{Counters, Quiet};
+    use tcp_layers_reaper::{Reaper, ReaperConfig};
+    use tcp_layers_timewait::TimeWait;
+
     use super::*;
-    use tcp_layers::ConnectionBuilder;
+    use crate::{HTTP_SOCKETS, STACK_SOCKETS, stream_routes::StreamRoutes};
 
     /// Shown in the boot log.
-    pub const DESCRIPTION: &str = "tcp-layers on";
+    pub const DESCRIPTION: &str =
+        "layers: quiet, stream routes, limit, reaper, timewait, chunked, nodelay";
 
-    /// Serves one accepted connection through the layers.
-    pub async fn serve(
-        id: usize,
-        mut socket: TcpSocket<'_>,
-        app: &Router<impl PathRouter>,
-        http_buffer: &mut [u8],
-    ) {
-        // The layer stack, outermost first. Each layer is one line.
-        let layers = ConnectionBuilder::new();
-        let _ = layers.wrap(&mut socket);
-        super::serve_plain(id, socket, app, http_buffer).await
+    /// The chip's budget: total, stream and request slots.
+    #[cfg(feature = "esp32s3")]
+    const PROFILE: BudgetConfig = profile::ESP32_S3;
+    #[cfg(feature = "esp32c3")]
+    const PROFILE: BudgetConfig = profile::ESP32_C3;
+    #[cfg(feature = "esp32c6")]
+    const PROFILE: BudgetConfig = profile::ESP32_C6;
+
+    /// The connection budget; `fits_stack` fails the build if embassy-net's
+    /// `StackResources` has no room for it beside the DHCP client.
+    static BUDGET: Budget<HTTP_SOCKETS> =
+        Budget::new(PROFILE.fits_stack(STACK_SOCKETS, StackServices::Dhcp));
+    /// How connections ended, per reason; `/stats` shows them (via the event hook).
+    static CLOSES: Counters = Counters::new();
+    /// Deadlines for idle, slow and stalled clients: the HTTP defaults.
+    static DEADLINES: ReaperConfig = ReaperConfig::http();
+    /// picoserve's request buffers, one per connection being served: taken after the
+    /// accept and returned when the connection ends, however it ends.
+    static HTTP_BUFFERS: Pool<HTTP_SOCKETS, HTTP_BUFFER_BYTES> = Pool::new();
+    /// The paths picoserve streams: Server-Sent Events.
+    static STREAM_PATHS: [&str; 1] = ["/events"];
+
+    /// One socket's accept loop; never returns.
+    pub async fn worker(id: usize, stack: Stack<'static>, app: &Router<impl PathRouter>) -> ! {
+        let mut rx = [0; TCP_RX_BYTES];
+        let mut tx = [0; TCP_TX_BYTES];
+        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+        // The layer stack, outermost first: one line per layer.
+        let layers = ConnectionBuilder::new()
+            .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
+            .layer(StreamRoutes::new(&STREAM_PATHS)) // /events counts as a stream
+            .layer(Limit::new(&BUDGET)) // budget per class, evicts idle keep-alive
+            .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
+            .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
+            .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
+            .layer(NoDelay::new()); // Nagle off: the body follows the head at once
+        // Backs off on accept errors and never leaves the loop.
+        let mut accepts = AcceptLoop::default();
+        loop {
+            accepts.accept_socket(&mut socket, HTTP_PORT).await;
+            let _open = stats::OpenConnection::new();
+            let mut http_buffer = HTTP_BUFFERS.take().await;
+            let conn = PicoserveSocket::new(layers.wrap(&mut socket));
+            // picoserve ends the connection through the stack (`Connection::end`); the
+            // quiet layer has logged how at the right level, so the result here is
+            // only a debug line.
+            match picoserve::Server::new(app, &CONFIG, &mut http_buffer[..])
+                .serve(conn)
+                .await
+            {
+                Ok(done) => debug!("http[{}]: {} requests", id, done.handled_requests_count),
+                Err(err) => {
+                    stats::server_error();
+                    debug!("http[{}]: ended: {:?}", id, err);
+                }
+            }
+        }
     }
 }
 
 #[cfg(feature = "no-layers")]
 mod plain {
+    use embassy_time::Timer;
+    use log::{debug, error, warn};
+
+    use super::*;
+
     /// Shown in the boot log.
     pub const DESCRIPTION: &str = "no layers";
 
-    pub use super::serve_plain as serve;
-}
-
-/// Serves one connection on the bare socket, the way picoserve's own accept loop does.
-pub async fn serve_plain(
-    id: usize,
-    socket: TcpSocket<'_>,
-    app: &Router<impl PathRouter>,
-    http_buffer: &mut [u8],
-) {
-    let remote = socket.remote_endpoint();
-    match picoserve::Server::new(app, &CONFIG, http_buffer)
-        .serve(socket)
-        .await
-    {
-        Ok(done) => debug!(
-            "http[{}]: {} requests from {:?}",
-            id, done.handled_requests_count, remote
-        ),
-        Err(err) => {
-            stats::server_error();
-            info!("http[{}]: {:?} ended: {:?}", id, remote, err);
+    /// One socket's accept loop, as picoserve's `listen_and_serve` writes it; never
+    /// returns.
+    pub async fn worker(id: usize, stack: Stack<'static>, app: &Router<impl PathRouter>) -> ! {
+        let mut rx = [0; TCP_RX_BYTES];
+        let mut tx = [0; TCP_TX_BYTES];
+        let mut http_buffer = [0; HTTP_BUFFER_BYTES];
+        loop {
+            let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+            if let Err(err) = socket.accept(HTTP_PORT).await {
+                warn!("http[{}]: accept failed: {:?}", id, err);
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+            let _open = stats::OpenConnection::new();
+            socket.set_keep_alive(Some(Duration::from_secs(30)));
+            socket.set_timeout(Some(Duration::from_secs(45)));
+            match picoserve::Server::new(app, &CONFIG, &mut http_buffer)
+                .serve(socket)
+                .await
+            {
+                Ok(done) => debug!("http[{}]: {} requests", id, done.handled_requests_count),
+                Err(err) => {
+                    stats::server_error();
+                    // What picoserve's own loop does: every browser cancel lands here.
+                    error!("http[{}]: {:?}", id, err);
+                }
+            }
         }
     }
 }

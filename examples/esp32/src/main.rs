@@ -17,9 +17,11 @@
 mod app;
 mod layers;
 mod stats;
+#[cfg(not(feature = "no-layers"))]
+mod stream_routes;
 
 use embassy_executor::Spawner;
-use embassy_net::{Runner, Stack, StackResources, tcp::TcpSocket};
+use embassy_net::{Runner, Stack, StackResources};
 use embassy_time::{Duration, Timer};
 use esp_backtrace as _;
 use esp_hal::{clock::CpuClock, rng::Rng, timer::timg::TimerGroup};
@@ -60,15 +62,6 @@ compile_error!("pick a chip: --features esp32s3, esp32c3 or esp32c6");
 /// Every socket embassy-net holds: the HTTP sockets and the DHCP client's. Running
 /// out panics inside the stack, so it is counted here, not guessed.
 const STACK_SOCKETS: usize = HTTP_SOCKETS + 1;
-
-/// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
-/// 2 kB holds one with its cookies and a pipelined second one.
-const TCP_RX_BYTES: usize = 2048;
-/// Transmit buffer per HTTP socket, bytes: about three 1460-byte segments in flight,
-/// enough to keep a Wi-Fi link busy without costing 8 sockets too much RAM.
-const TCP_TX_BYTES: usize = 4096;
-/// picoserve's buffer per connection, bytes: holds the request head being parsed.
-const HTTP_BUFFER_BYTES: usize = 2048;
 
 #[esp_rtos::main]
 async fn main(spawner: Spawner) -> ! {
@@ -158,24 +151,8 @@ async fn net_task(mut runner: Runner<'static, Interface>) {
     runner.run().await
 }
 
-/// One HTTP socket: accept, serve the connection through the layers, repeat.
+/// One HTTP socket and its accept loop.
 #[embassy_executor::task(pool_size = HTTP_SOCKETS)]
 async fn http_task(id: usize, stack: Stack<'static>) {
-    let app = app::router();
-    let mut rx = [0; TCP_RX_BYTES];
-    let mut tx = [0; TCP_TX_BYTES];
-    let mut http_buffer = [0; HTTP_BUFFER_BYTES];
-    loop {
-        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
-        if let Err(err) = socket.accept(HTTP_PORT).await {
-            // A failed accept does not end the loop; the pause keeps a persistent
-            // failure from spinning and starving the other tasks.
-            warn!("http[{}]: accept failed: {:?}", id, err);
-            Timer::after(Duration::from_millis(100)).await;
-            continue;
-        }
-        stats::connection_opened();
-        layers::serve(id, socket, &app, &mut http_buffer).await;
-        stats::connection_closed();
-    }
+    layers::worker(id, stack, &app::router()).await
 }

@@ -60,17 +60,24 @@ fn update(change: impl FnOnce(&mut Counters)) {
     });
 }
 
-/// A connection was accepted and is being served.
-pub fn connection_opened() {
-    update(|c| {
-        c.accepted = c.accepted.wrapping_add(1);
-        c.open += 1;
-    });
+/// Counts a connection as accepted and open until dropped, however its serving ends.
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    /// A connection was accepted and is being served.
+    pub fn new() -> Self {
+        update(|c| {
+            c.accepted = c.accepted.wrapping_add(1);
+            c.open += 1;
+        });
+        Self(())
+    }
 }
 
-/// The connection served since [`connection_opened`] is gone.
-pub fn connection_closed() {
-    update(|c| c.open = c.open.saturating_sub(1));
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        update(|c| c.open = c.open.saturating_sub(1));
+    }
 }
 
 /// The page was requested.
