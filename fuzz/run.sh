@@ -12,6 +12,7 @@ for target in $(cargo +nightly fuzz list); do
   mkdir -p "corpus/$target"
   seeds=()
   [ -d "seeds/$target" ] && seeds=("seeds/$target")
+  # Inputs up to 20 kB: the head scanner's length counter (14 bits) must be reachable.
   cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
-    -max_total_time="$seconds" -print_final_stats=1
+    -max_total_time="$seconds" -max_len=20000 -print_final_stats=1
 done

@@ -41,7 +41,7 @@
 //!
 //! Deadlines cost nothing while data flows: a call that completes at its first poll
 //! reads no clock and arms no timer; a call that has to wait arms one timer. The state
-//! per connection is 12 bytes plus a reference to the static [`ReaperConfig`].
+//! per connection is 8 bytes plus a reference to the static [`ReaperConfig`].
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Deadline, Layer};
@@ -240,9 +240,15 @@ impl ReaperConfig {
         self
     }
 
-    /// The largest head accepted, in bytes, terminator included.
+    /// The largest head accepted, in bytes, terminator included; at most
+    /// [`MAX_HEAD_LIMIT`](scanner::MAX_HEAD_LIMIT) (16383), a larger value is taken as
+    /// that.
     pub const fn with_max_head(mut self, bytes: u16) -> Self {
-        self.max_head = bytes;
+        self.max_head = if bytes > scanner::MAX_HEAD_LIMIT {
+            scanner::MAX_HEAD_LIMIT
+        } else {
+            bytes
+        };
         self
     }
 

@@ -3,18 +3,25 @@
 //! An HTTP/1 request head ends with an empty line: the four bytes `\r\n\r\n`. The
 //! server reads the head in pieces of any size, so the terminator can be split across
 //! two (or, one byte per read, four) reads. [`HeadScanner`] keeps the part of the
-//! terminator matched so far and the head's length between calls, 4 bytes of state,
-//! and never looks at a byte twice. It is no HTTP parser: it only answers "is the head
-//! complete, and did it stay within `max_head` bytes".
+//! terminator matched so far and the head's length between calls in 2 bytes, and never
+//! looks at a byte twice. It is no HTTP parser: it only answers "is the head complete,
+//! and did it stay within `max_head` bytes".
+
+/// The largest `max_head` the scanner counts to: 16383 bytes (14 bits), four times
+/// what a device accepts by default. A larger `max_head` is taken as this.
+pub const MAX_HEAD_LIMIT: u16 = (1 << LEN_BITS) - 1;
+
+/// Bits of the packed state that hold the head's length; the two above hold the match.
+const LEN_BITS: u32 = 14;
 
 /// The state between reads of one request head: bytes seen and how much of the
-/// terminator the last bytes matched.
+/// terminator the last bytes matched, packed in 2 bytes (the state of every connection
+/// counts on a device).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeadScanner {
-    /// Head bytes fed so far (never more than the `max_head` of the calls).
-    len: u16,
-    /// How many bytes of `\r\n\r\n` the bytes fed last end with (0 to 3).
-    matched: u8,
+    /// Bits 0-13: head bytes fed so far (never more than the `max_head` of the calls).
+    /// Bits 14-15: how many bytes of `\r\n\r\n` the bytes fed last end with (0 to 3).
+    packed: u16,
 }
 
 /// What [`HeadScanner::feed`] found in the bytes it was given.
@@ -40,41 +47,50 @@ const TERMINATOR: &[u8; 4] = b"\r\n\r\n";
 impl HeadScanner {
     /// A scanner at the start of a head.
     pub const fn new() -> Self {
-        Self { len: 0, matched: 0 }
+        Self { packed: 0 }
     }
 
     /// Head bytes seen so far (0 after a complete head).
     pub const fn len(&self) -> u16 {
-        self.len
+        self.packed & MAX_HEAD_LIMIT
     }
 
     /// True before the first byte of a head.
     pub const fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// How many bytes of the terminator the bytes fed last end with.
+    const fn matched(&self) -> u8 {
+        (self.packed >> LEN_BITS) as u8
     }
 
     /// Scans the next bytes of the stream for the end of the head.
     ///
-    /// A head may be at most `max_head` bytes, terminator included: a head of exactly
-    /// `max_head` bytes is `Complete`, and `TooLarge` is answered as soon as
-    /// `max_head` bytes arrived without a terminator, without waiting for the byte that
-    /// makes the head too long. Bytes past `max_head` are never looked at.
+    /// A head may be at most `max_head` bytes (at most [`MAX_HEAD_LIMIT`]), terminator
+    /// included: a head of exactly `max_head` bytes is `Complete`, and `TooLarge` is
+    /// answered as soon as `max_head` bytes arrived without a terminator, without
+    /// waiting for the byte that makes the head too long. Bytes past `max_head` are
+    /// never looked at.
     pub fn feed(&mut self, bytes: &[u8], max_head: u16) -> Scan {
         if bytes.is_empty() {
             return Scan::Partial;
         }
-        let room = usize::from(max_head.saturating_sub(self.len));
+        let max_head = max_head.min(MAX_HEAD_LIMIT);
+        let room = usize::from(max_head.saturating_sub(self.len()));
         let window = &bytes[..bytes.len().min(room)];
+        let mut matched = self.matched();
         for (i, &byte) in window.iter().enumerate() {
-            self.matched = Self::step(self.matched, byte);
-            if usize::from(self.matched) == TERMINATOR.len() {
+            matched = Self::step(matched, byte);
+            if usize::from(matched) == TERMINATOR.len() {
                 *self = Self::new();
                 return Scan::Complete { end: i + 1 };
             }
         }
-        // `window` is at most `room` long, so this stays within `max_head`.
-        self.len += window.len() as u16;
-        if self.len >= max_head {
+        // `window` is at most `room` long, so the length stays within `max_head`.
+        let len = self.len() + window.len() as u16;
+        self.packed = len | u16::from(matched) << LEN_BITS;
+        if len >= max_head {
             Scan::TooLarge
         } else {
             Scan::Partial
@@ -152,6 +168,24 @@ mod tests {
         assert_eq!(scanner.feed(&over, max), Scan::TooLarge);
         assert_eq!(scanner.len(), max);
         assert_eq!(scanner.feed(b"x", max), Scan::TooLarge);
+    }
+
+    #[test]
+    fn max_head_is_capped_at_the_limit() {
+        let mut scanner = HeadScanner::new();
+        let chunk = [b'a'; 1000];
+        let mut fed = 0;
+        while scanner.feed(&chunk, u16::MAX) == Scan::Partial {
+            fed += chunk.len();
+        }
+        assert_eq!(scanner.len(), MAX_HEAD_LIMIT);
+        assert!(fed < usize::from(MAX_HEAD_LIMIT));
+        // The match survives next to a full-size length.
+        let mut scanner = HeadScanner::new();
+        assert_eq!(scanner.feed(&[b'a'; 16379], u16::MAX), Scan::Partial);
+        assert_eq!(scanner.feed(b"\r\n\r", u16::MAX), Scan::Partial);
+        assert_eq!(scanner.len(), 16382);
+        assert_eq!(scanner.feed(b"\n", u16::MAX), Scan::Complete { end: 1 });
     }
 
     #[test]
