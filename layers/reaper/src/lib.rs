@@ -40,7 +40,8 @@
 //! `max_head` is answered with `431` first (see [`Oversize`]).
 //!
 //! Deadlines cost nothing while data flows: a call that completes at its first poll
-//! reads no clock and arms no timer; a call that has to wait arms one timer. The state
+//! arms no timer, and the clock is read only when a phase starts (twice per request)
+//! or a call has to wait, which then arms one timer. The state
 //! per connection is 8 bytes plus a reference to the static [`ReaperConfig`].
 //!
 //! ```ignore
