@@ -194,11 +194,12 @@ pub struct Budget<const N: usize> {
     table: Mutex<RefCell<Table<N>>>,
 }
 
-/// What every wrapper holds from wrap to drop: a slot if it was admitted, `None` if it
-/// was refused. Dropping it returns the slot (RAII: cancel-safe, leak-free).
+/// A view of one admitted connection's slot, made on the fly by the wrapper (which
+/// keeps only the budget reference and the index, and returns the slot on drop).
+#[derive(Clone, Copy)]
 pub(crate) struct Ticket<const N: usize> {
-    budget: &'static Budget<N>,
-    slot: Option<u8>,
+    pub(crate) budget: &'static Budget<N>,
+    pub(crate) slot: u8,
 }
 
 impl<const N: usize> Budget<N> {
@@ -291,7 +292,8 @@ impl<const N: usize> Budget<N> {
     /// Admits a connection that was just accepted: takes a slot for it as `Request`,
     /// evicting the least recently active idle connection when the request cap is
     /// reached, when fewer than `reserve` listeners stay free, or while exhausted.
-    pub(crate) fn admit(&'static self) -> Ticket<N> {
+    /// Returns the slot, or `None` if the connection is refused.
+    pub(crate) fn admit(&self) -> Option<u8> {
         let mut out = Outcome::default();
         let admission = self.with(|t| {
             t.wrappers += 1;
@@ -322,10 +324,20 @@ impl<const N: usize> Budget<N> {
             Some(index as u8)
         });
         out.emit();
-        Ticket {
-            budget: self,
-            slot: admission,
-        }
+        admission
+    }
+
+    /// A wrapper is dropped: its slot (if it was admitted) is free again.
+    pub(crate) fn release(&self, slot: Option<u8>) {
+        let mut out = Outcome::default();
+        self.with(|t| {
+            t.wrappers -= 1;
+            if let Some(index) = slot {
+                t.slots[usize::from(index)] = Slot::FREE;
+                t.update_exhaustion(&self.config, &mut out);
+            }
+        });
+        out.emit();
     }
 }
 
@@ -335,15 +347,10 @@ impl<const N: usize> Ticket<N> {
         self.budget.config.idle_grace_ms
     }
 
-    /// True if the connection was admitted (holds a slot).
-    pub(crate) fn is_admitted(&self) -> bool {
-        self.slot.is_some()
-    }
-
-    /// Runs `f` on the table and the index of this ticket's slot; `None` if refused.
-    fn with_slot<R>(&self, f: impl FnOnce(&mut Table<N>, usize) -> R) -> Option<R> {
-        let index = usize::from(self.slot?);
-        Some(self.budget.with(|t| f(t, index)))
+    /// Runs `f` on the table and the index of this ticket's slot.
+    fn with_slot<R>(&self, f: impl FnOnce(&mut Table<N>, usize) -> R) -> R {
+        let index = usize::from(self.slot);
+        self.budget.with(|t| f(t, index))
     }
 
     /// A read is pending after a response and no byte has arrived: the connection is
@@ -369,7 +376,6 @@ impl<const N: usize> Ticket<N> {
             }
             false
         })
-        .unwrap_or(false)
     }
 
     /// The idle read ended (data, error or cancelled): busy again unless evicted.
@@ -386,7 +392,6 @@ impl<const N: usize> Ticket<N> {
                 other => other == SlotUse::Evicted,
             }
         })
-        .unwrap_or(false)
     }
 
     /// The connection has been idle for the grace period: if fewer listeners than the
@@ -395,14 +400,12 @@ impl<const N: usize> Ticket<N> {
     pub(crate) fn shed_after_grace(&self) -> bool {
         let config = self.budget.config;
         let mut out = Outcome::default();
-        let evicted = self
-            .with_slot(|t, i| {
-                if t.free_listeners(&config) < u16::from(config.reserve) || t.exhausted {
-                    t.evict_lru(&mut out);
-                }
-                t.slots[i].use_ == SlotUse::Evicted
-            })
-            .unwrap_or(false);
+        let evicted = self.with_slot(|t, i| {
+            if t.free_listeners(&config) < u16::from(config.reserve) || t.exhausted {
+                t.evict_lru(&mut out);
+            }
+            t.slots[i].use_ == SlotUse::Evicted
+        });
         out.emit();
         evicted
     }
@@ -437,21 +440,6 @@ impl<const N: usize> Ticket<N> {
             (SlotUse::Evicted | SlotUse::Free, _) => Err(ClassFull { class }),
         });
         out.emit();
-        result.unwrap_or(Err(ClassFull { class }))
-    }
-}
-
-impl<const N: usize> Drop for Ticket<N> {
-    fn drop(&mut self) {
-        let mut out = Outcome::default();
-        let config = self.budget.config;
-        self.budget.with(|t| {
-            t.wrappers -= 1;
-            if let Some(index) = self.slot {
-                t.slots[usize::from(index)] = Slot::FREE;
-                t.update_exhaustion(&config, &mut out);
-            }
-        });
-        out.emit();
+        result
     }
 }

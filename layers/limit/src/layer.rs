@@ -46,15 +46,14 @@ impl<C: Connection, const N: usize> Layer<C> for Limit<N> {
     /// of its class left, none idle to evict) fails every read and write with
     /// `ended_error(CloseReason::OverBudget)`, so the server ends it at once.
     fn layer(&self, inner: C) -> Limited<C, N> {
-        let ticket = self.budget.admit();
-        let phase = if ticket.is_admitted() {
-            Phase::Request
-        } else {
-            Phase::Refused
+        let (slot, phase) = match self.budget.admit() {
+            Some(slot) => (slot, Phase::Request),
+            None => (0, Phase::Refused),
         };
         Limited {
             inner,
-            ticket,
+            budget: self.budget,
+            slot,
             phase,
             class: ConnectionClass::Request,
         }
@@ -77,6 +76,11 @@ enum Phase {
 
 /// A connection admitted by a [`Limit`] layer.
 ///
+/// Idle is inferred from the I/O: a read that has to wait after something was written
+/// since the last request byte. A server that pushes a stream (SSE, WebSocket) must
+/// call [`Connection::set_class`] with `Stream` before it starts, or the reads it waits
+/// on between two events look like keep-alive idleness and the stream may be evicted.
+///
 /// Eviction: while the connection is idle (its response written, a read pending, no
 /// byte of the next request arrived) the budget may tell it to close. The pending read
 /// then returns `Ok(0)`, as if the peer had closed, so a server loop written for the
@@ -87,9 +91,31 @@ enum Phase {
 /// once).
 pub struct Limited<C, const N: usize> {
     inner: C,
-    ticket: Ticket<N>,
+    budget: &'static Budget<N>,
+    /// The slot in the budget's table; meaningless when `phase` is `Refused`.
+    slot: u8,
     phase: Phase,
     class: ConnectionClass,
+}
+
+impl<C, const N: usize> Limited<C, N> {
+    fn ticket(&self) -> Ticket<N> {
+        Ticket {
+            budget: self.budget,
+            slot: self.slot,
+        }
+    }
+}
+
+// The per-connection cost: a budget reference, the slot index, two one-byte enums.
+const _: () = assert!(core::mem::size_of::<Limited<(), 1>>() <= 2 * core::mem::size_of::<usize>());
+
+/// Returns the slot: RAII, so a dropped future or a panic in the handler leaks none.
+impl<C, const N: usize> Drop for Limited<C, N> {
+    fn drop(&mut self) {
+        let slot = (self.phase != Phase::Refused).then_some(self.slot);
+        self.budget.release(slot);
+    }
 }
 
 impl<C, const N: usize> Limited<C, N> {
@@ -112,7 +138,7 @@ impl<C, const N: usize> Limited<C, N> {
 /// Marks the connection idle for as long as an idle read is pending; on drop (the read
 /// returned or was cancelled) marks it busy again and notes an eviction.
 struct IdleRead<'a, const N: usize> {
-    ticket: &'a Ticket<N>,
+    ticket: Ticket<N>,
     phase: &'a mut Phase,
 }
 
@@ -140,7 +166,7 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
             Phase::Response => {}
         }
         let idle = IdleRead {
-            ticket: &self.ticket,
+            ticket: self.ticket(),
             phase: &mut self.phase,
         };
         let mut grace = Some(Timer::after_millis(u64::from(idle.ticket.idle_grace_ms())));
@@ -230,10 +256,10 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
         match self.phase {
             Phase::Evicted | Phase::Refused => Err(ClassFull { class }),
             Phase::Request | Phase::Response => {
-                self.ticket.set_class(class)?;
+                self.ticket().set_class(class)?;
                 if let Err(full) = self.inner.set_class(class) {
                     // Another budget further in said no: give this one its slot back.
-                    let _ = self.ticket.set_class(self.class);
+                    let _ = self.ticket().set_class(self.class);
                     return Err(full);
                 }
                 self.class = class;

@@ -12,7 +12,7 @@
 //!   reserve of listeners kept free, and caps per [`ConnectionClass`] (`Request`,
 //!   `Stream`). The [`Limit`] layer admits each accepted connection as `Request`;
 //!   [`Connection::set_class`](tcp_layers_core::Connection::set_class) promotes it to
-//!   `Stream` or answers [`ClassFull`](tcp_layers_core::ClassFull) (so the server
+//!   `Stream` or answers [`ClassFull`] (so the server
 //!   answers 503);
 //! - LRU purge: when an accepted connection leaves fewer free listeners than the
 //!   reserve, or once a connection has been idle for the grace period while fewer are

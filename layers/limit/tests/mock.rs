@@ -334,3 +334,13 @@ fn idle_grace_refills_the_reserve() {
         assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
     });
 }
+
+#[test]
+fn wrapper_adds_a_few_bytes() {
+    let overhead =
+        std::mem::size_of::<tcp_layers_limit::Limited<Mock, 8>>() - std::mem::size_of::<Mock>();
+    // A `&'static Budget`, the slot index and two one-byte enums: 8 bytes on a 32-bit
+    // chip, 16 with this host's 8-byte pointers and padding.
+    println!("Limited<C> adds {overhead} bytes per connection on this host");
+    assert!(overhead <= 2 * std::mem::size_of::<usize>());
+}
