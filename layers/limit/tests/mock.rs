@@ -344,3 +344,42 @@ fn wrapper_adds_a_few_bytes() {
     println!("Limited<C> adds {overhead} bytes per connection on this host");
     assert!(overhead <= 2 * std::mem::size_of::<usize>());
 }
+
+#[test]
+fn dropping_an_idle_read_at_any_poll_leaks_nothing() {
+    static BUDGET: Budget<2> = Budget::new(
+        BudgetConfig::new(2, 0, 2)
+            .with_exhaustion_at(3)
+            .with_idle_grace_ms(10),
+    );
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let mut evicted = 0;
+        for polls in 0..5 {
+            let peer = Mock::default();
+            let mut a = limit.layer(peer.clone());
+            let other = limit.layer(Mock::default());
+            exchange(&mut a, &peer).await;
+            {
+                let mut buf = [0u8; 16];
+                let mut read = pin!(a.read(&mut buf));
+                for _ in 0..polls {
+                    if poll_once(read.as_mut()).is_ready() {
+                        // Evicted: one listener short and idle past the 10 ms grace.
+                        evicted += 1;
+                        break;
+                    }
+                    tcp_layers_sim::Timer::after_millis(5).await;
+                }
+            }
+            assert_eq!(BUDGET.idle(), 0, "dropped after {polls} polls: still idle");
+            drop((a, other));
+            assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+        }
+        println!(
+            "idle read dropped after 0..5 polls ({evicted} ended by eviction first): \
+             no slot, permit or idle mark left"
+        );
+        assert_eq!(evicted, 2, "polls 3 and 4 cross the grace");
+    });
+}
