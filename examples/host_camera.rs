@@ -11,19 +11,38 @@
 //! terminal; client cancels are counted, not printed. Ctrl-C exits.
 //!
 //! Options: `--port N` (8080), `--bind ADDR` (127.0.0.1), `--chunk BYTES` (4096),
-//! `--max-conns N` (8), `--max-streams N` (2), `--quiet` (no status line),
-//! `--exit-after SECS` (stop by itself, for scripts).
+//! `--max-conns N` (8, the ESP32-S3 budget), `--max-streams N` (2), `--stall SECS` (5),
+//! `--linger MS` (1000), `--sndbuf BYTES` (16384: a device-sized send buffer, so a
+//! client that cancels does so mid-response as on the ESP32, not after the kernel has
+//! swallowed the whole frame), `--log LEVEL` (info: error, warn, info, debug, trace),
+//! `--quiet` (no status line), `--exit-after SECS` (stop by itself, for scripts).
+//!
+//! Every connection goes through the default stack, outermost first: quiet logger and
+//! counters, budget (LRU purge of idle keep-alive, stream cap), reaper, TIME_WAIT
+//! cleaner (`SO_LINGER 0` abort after a bounded linger), chunked writer, nodelay.
 use std::cell::Cell;
-use std::io::ErrorKind;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tcp_layers::core::tokio_stream::TokioStream;
-use tcp_layers::{CloseReason, Connection, ConnectionClass};
+use tcp_layers::{CloseReason, Connection, ConnectionBuilder, ConnectionClass};
+use tcp_layers_chunked::ChunkedLayer;
+use tcp_layers_limit::{AcceptLoop, Backoff, Budget, BudgetConfig, Limit};
+use tcp_layers_nodelay::NoDelay;
+use tcp_layers_quiet::{Counters, Quiet};
+use tcp_layers_reaper::{Reaper, ReaperConfig};
+use tcp_layers_timewait::TimeWait;
 use tokio::net::TcpListener;
 
 #[path = "support/jpeg.rs"]
 mod jpeg;
+#[path = "support/std_time.rs"]
+mod std_time;
+
+/// How every connection ended, per reason; shared by all connections.
+static COUNTERS: Counters = Counters::new();
+/// The most slots `--max-conns` may ask for.
+const MAX_SLOTS: usize = 64;
 
 struct Options {
     bind: String,
@@ -31,6 +50,10 @@ struct Options {
     chunk: usize,
     max_conns: usize,
     max_streams: usize,
+    stall: Duration,
+    linger: Duration,
+    sndbuf: u32,
+    log_level: log::LevelFilter,
     status_line: bool,
     exit_after: Option<Duration>,
 }
@@ -43,6 +66,10 @@ impl Options {
             chunk: 4096,
             max_conns: 8,
             max_streams: 2,
+            stall: Duration::from_secs(5),
+            linger: Duration::from_millis(1000),
+            sndbuf: 16384,
+            log_level: log::LevelFilter::Info,
             status_line: true,
             exit_after: None,
         };
@@ -50,15 +77,48 @@ impl Options {
         while let Some(flag) = args.next() {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
             match flag.as_str() {
-                "--port" => o.port = value("--port")?.parse().map_err(|e| format!("--port: {e}"))?,
+                "--port" => {
+                    o.port = value("--port")?
+                        .parse()
+                        .map_err(|e| format!("--port: {e}"))?
+                }
                 "--bind" => o.bind = value("--bind")?,
-                "--chunk" => o.chunk = value("--chunk")?.parse().map_err(|e| format!("--chunk: {e}"))?,
+                "--chunk" => {
+                    o.chunk = value("--chunk")?
+                        .parse()
+                        .map_err(|e| format!("--chunk: {e}"))?
+                }
                 "--max-conns" => {
-                    o.max_conns = value("--max-conns")?.parse().map_err(|e| format!("--max-conns: {e}"))?
+                    o.max_conns = value("--max-conns")?
+                        .parse()
+                        .map_err(|e| format!("--max-conns: {e}"))?
                 }
                 "--max-streams" => {
-                    o.max_streams =
-                        value("--max-streams")?.parse().map_err(|e| format!("--max-streams: {e}"))?
+                    o.max_streams = value("--max-streams")?
+                        .parse()
+                        .map_err(|e| format!("--max-streams: {e}"))?
+                }
+                "--stall" => {
+                    let secs: u64 = value("--stall")?
+                        .parse()
+                        .map_err(|e| format!("--stall: {e}"))?;
+                    o.stall = Duration::from_secs(secs);
+                }
+                "--linger" => {
+                    let ms: u64 = value("--linger")?
+                        .parse()
+                        .map_err(|e| format!("--linger: {e}"))?;
+                    o.linger = Duration::from_millis(ms);
+                }
+                "--sndbuf" => {
+                    o.sndbuf = value("--sndbuf")?
+                        .parse()
+                        .map_err(|e| format!("--sndbuf: {e}"))?
+                }
+                "--log" => {
+                    o.log_level = value("--log")?.parse().map_err(|_| {
+                        "--log: one of off, error, warn, info, debug, trace".to_string()
+                    })?
                 }
                 "--quiet" => o.status_line = false,
                 "--exit-after" => {
@@ -70,7 +130,8 @@ impl Options {
                 "-h" | "--help" => {
                     println!(
                         "host_camera [--port 8080] [--bind 127.0.0.1] [--chunk 4096] [--max-conns 8] \
-                         [--max-streams 2] [--quiet] [--exit-after SECS]"
+                         [--max-streams 2] [--stall 5] [--linger 1000] [--sndbuf 16384] [--log info] [--quiet] \
+                         [--exit-after SECS]"
                     );
                     std::process::exit(0);
                 }
@@ -79,6 +140,16 @@ impl Options {
         }
         if o.chunk == 0 {
             return Err("--chunk must be at least 1".into());
+        }
+        if o.max_conns < 2 || o.max_conns > MAX_SLOTS {
+            return Err(format!(
+                "--max-conns must be 2..={MAX_SLOTS} (one slot stays a free listener)"
+            ));
+        }
+        if o.max_streams >= o.max_conns {
+            return Err(
+                "--max-streams must be below --max-conns, or page loads have no slot".into(),
+            );
         }
         Ok(o)
     }
@@ -93,6 +164,26 @@ struct AppStats {
     streams: Cell<u64>,
 }
 
+/// Log lines on stderr: `LEVEL target: message`.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "{:<5} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn main() {
     let options = match Options::parse() {
         Ok(o) => o,
@@ -101,6 +192,8 @@ fn main() {
             std::process::exit(2);
         }
     };
+    log::set_logger(&StderrLog).expect("the only logger");
+    log::set_max_level(options.log_level);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,7 +204,7 @@ fn main() {
 
 async fn serve(options: Options) {
     let addr = format!("{}:{}", options.bind, options.port);
-    let listener = match TcpListener::bind(&addr).await {
+    let listener = match listen(&addr, options.sndbuf) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("host_camera: cannot listen on {addr}: {e}");
@@ -120,8 +213,30 @@ async fn serve(options: Options) {
     };
     let frames: &'static [Vec<u8>] = Box::leak(jpeg::frames(8).into_boxed_slice());
     let sizes: Vec<usize> = frames.iter().map(Vec::len).collect();
-    println!("host_camera: http://{addr}/  ({} frames of {:?} bytes)", frames.len(), sizes);
+    println!(
+        "host_camera: http://{addr}/  ({} frames of {:?} bytes)",
+        frames.len(),
+        sizes
+    );
     let stats = Rc::new(AppStats::default());
+    let requests = (options.max_conns - options.max_streams) as u8;
+    let budget: &'static Budget<MAX_SLOTS> = Box::leak(Box::new(Budget::new(BudgetConfig::new(
+        options.max_conns as u8,
+        options.max_streams as u8,
+        requests,
+    ))));
+    let reaper: &'static ReaperConfig = Box::leak(Box::new(ReaperConfig::http().with_stall(
+        embassy_time::Duration::from_millis(options.stall.as_millis() as u64),
+    )));
+    let layers = ConnectionBuilder::new()
+        .layer(Quiet::new(&COUNTERS))
+        .layer(Limit::new(budget))
+        .layer(Reaper::new(reaper))
+        .layer(TimeWait::with_linger(embassy_time::Duration::from_millis(
+            options.linger.as_millis() as u64,
+        )))
+        .layer(ChunkedLayer::new().with_chunk_size(options.chunk))
+        .layer(NoDelay::new());
     let options = Rc::new(options);
 
     if options.status_line {
@@ -133,12 +248,11 @@ async fn serve(options: Options) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let bytes = stats.bytes_out.get();
                 println!(
-                    "[{:>4}s] requests {} frames {} out {:.1} MB/s streams {}",
+                    "[{:>4}s] frames {} out {:.1} MB/s | {}",
                     started.elapsed().as_secs(),
-                    stats.requests.get(),
                     stats.frames.get(),
                     (bytes - last_bytes) as f64 / 1e6,
-                    stats.streams.get(),
+                    COUNTERS.snapshot(),
                 );
                 last_bytes = bytes;
             }
@@ -147,22 +261,16 @@ async fn serve(options: Options) {
 
     let exit_after = options.exit_after;
     let accept_loop = async {
+        // Out of descriptors and friends: back off 10 ms .. 1 s and retry, never end.
+        let mut accepts = AcceptLoop::new(Backoff::DEFAULT);
         loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let stats = stats.clone();
-                    let options = options.clone();
-                    tokio::task::spawn_local(async move {
-                        let mut conn = TokioStream::new(stream);
-                        handle(&mut conn, frames, &stats, &options).await;
-                    });
-                }
-                Err(e) => {
-                    // Out of descriptors and friends: wait and retry, never end the loop.
-                    eprintln!("host_camera: accept failed: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+            let (stream, _) = accepts.accept(async || listener.accept().await).await;
+            let stats = stats.clone();
+            let options = options.clone();
+            let mut conn = layers.wrap(TokioStream::new(stream));
+            tokio::task::spawn_local(async move {
+                handle(&mut conn, frames, &stats, &options, budget).await;
+            });
         }
     };
     let stop = async {
@@ -177,6 +285,22 @@ async fn serve(options: Options) {
         _ = accept_loop => {}
         _ = stop => println!("host_camera: exiting"),
     }
+}
+
+/// A listener whose accepted sockets inherit a send buffer of `sndbuf` bytes.
+fn listen(addr: &str, sndbuf: u32) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(sndbuf)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Reads a request head into `buf`; returns its length, or how the connection ended.
@@ -211,14 +335,28 @@ async fn respond<C: Connection>(
          Cache-Control: no-store\r\nConnection: keep-alive\r\n\r\n",
         body.len()
     );
-    conn.write_all(head.as_bytes()).await.map_err(|_| CloseReason::ClientCancelled)?;
-    conn.write_all(body).await.map_err(|_| CloseReason::ClientCancelled)?;
-    conn.flush().await.map_err(|_| CloseReason::ClientCancelled)?;
-    stats.bytes_out.set(stats.bytes_out.get() + (head.len() + body.len()) as u64);
+    conn.write_all(head.as_bytes())
+        .await
+        .map_err(|_| CloseReason::ClientCancelled)?;
+    conn.write_all(body)
+        .await
+        .map_err(|_| CloseReason::ClientCancelled)?;
+    conn.flush()
+        .await
+        .map_err(|_| CloseReason::ClientCancelled)?;
+    stats
+        .bytes_out
+        .set(stats.bytes_out.get() + (head.len() + body.len()) as u64);
     Ok(())
 }
 
-async fn handle<C: Connection>(conn: &mut C, frames: &[Vec<u8>], stats: &AppStats, options: &Options) {
+async fn handle<C: Connection>(
+    conn: &mut C,
+    frames: &[Vec<u8>],
+    stats: &AppStats,
+    options: &Options,
+    budget: &Budget<MAX_SLOTS>,
+) {
     let mut buf = [0u8; 2048];
     let reason = loop {
         let head_len = match read_head(conn, &mut buf).await {
@@ -230,7 +368,16 @@ async fn handle<C: Connection>(conn: &mut C, frames: &[Vec<u8>], stats: &AppStat
         let path = head.split_whitespace().nth(1).unwrap_or("/");
         let path = path.split('?').next().unwrap_or(path);
         let result = match path {
-            "/" => respond(conn, "200 OK", "text/html; charset=utf-8", PAGE.as_bytes(), stats).await,
+            "/" => {
+                respond(
+                    conn,
+                    "200 OK",
+                    "text/html; charset=utf-8",
+                    PAGE.as_bytes(),
+                    stats,
+                )
+                .await
+            }
             "/frame.jpg" => {
                 let n = stats.frames.get();
                 let frame = &frames[n as usize % frames.len()];
@@ -241,14 +388,26 @@ async fn handle<C: Connection>(conn: &mut C, frames: &[Vec<u8>], stats: &AppStat
                 r
             }
             "/stats" => {
+                let c = COUNTERS.snapshot();
+                let mut closed = String::new();
+                for reason in CloseReason::ALL {
+                    if !closed.is_empty() {
+                        closed.push(',');
+                    }
+                    closed.push_str(&format!("\"{reason}\":{}", c.closed(reason)));
+                }
                 let json = format!(
-                    "{{\"requests\":{},\"frames\":{},\"bytes_out\":{},\"streams\":{},\"chunk\":{},\"max_conns\":{}}}",
+                    "{{\"requests\":{},\"frames\":{},\"bytes_out\":{},\"streams\":{},\"chunk\":{},\
+                     \"max_conns\":{},\"accepted\":{},\"active\":{},\"budget_active\":{},\"closed\":{{{closed}}}}}",
                     stats.requests.get(),
                     stats.frames.get(),
                     stats.bytes_out.get(),
                     stats.streams.get(),
                     options.chunk,
                     options.max_conns,
+                    c.accepted,
+                    c.active,
+                    budget.active(),
                 );
                 respond(conn, "200 OK", "application/json", json.as_bytes(), stats).await
             }
@@ -264,10 +423,18 @@ async fn handle<C: Connection>(conn: &mut C, frames: &[Vec<u8>], stats: &AppStat
 
 async fn sse<C: Connection>(conn: &mut C, stats: &AppStats) -> CloseReason {
     if conn.set_class(ConnectionClass::Stream).is_err() {
-        let _ = respond(conn, "503 Service Unavailable", "text/plain", b"stream budget full\n", stats).await;
+        let _ = respond(
+            conn,
+            "503 Service Unavailable",
+            "text/plain",
+            b"stream budget full\n",
+            stats,
+        )
+        .await;
         return CloseReason::OverBudget;
     }
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\r\n";
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\r\n";
     if conn.write_all(head.as_bytes()).await.is_err() {
         return CloseReason::ClientCancelled;
     }
@@ -288,11 +455,6 @@ async fn sse<C: Connection>(conn: &mut C, stats: &AppStats) -> CloseReason {
         let _ = conn.flush().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-#[allow(dead_code)]
-fn is_cancel(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted)
 }
 
 const PAGE: &str = r#"<!doctype html>
