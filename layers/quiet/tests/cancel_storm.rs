@@ -119,6 +119,13 @@ fn a_cancel_storm_logs_nothing_loud_and_counts_every_cancel() {
     assert_eq!(s.closed(CloseReason::ClientCancelled), CLIENTS as u64);
     assert_eq!(s.closed_total(), CLIENTS as u64);
     assert_eq!(quiet.trace, CLIENTS, "one trace line per close");
+    assert_eq!(quiet.closed_events.len(), CLIENTS, "one event per close");
+    assert!(
+        quiet
+            .closed_events
+            .iter()
+            .all(|r| *r == CloseReason::ClientCancelled)
+    );
     assert_eq!((s.accepted, s.active), (CLIENTS as u64, 0));
     assert!(s.is_balanced());
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{EndedBy, Lines, NaiveLog, lines, start_counting};
+use common::{EndedBy, HideReason, Lines, NaiveLog, lines, start_counting};
 use embassy_net::Stack;
 use embassy_time::with_timeout;
 use tcp_layers_core::{CloseReason, Connection, Deadline, Layer, Read, Write};
@@ -25,6 +25,8 @@ enum Server {
     Quiet,
     /// The same with `fault::FailWrites` under the layer: writes fail after `n` bytes.
     QuietFailWrites(usize),
+    /// `FailWrites` whose reason is hidden: the layer classifies from the state alone.
+    QuietFailWritesSilently(usize),
     /// The same without the layer, with naive `error!` logging (the baseline).
     NaiveFailWrites(usize),
     /// An inner layer that ended the connection for its own reason.
@@ -53,6 +55,12 @@ fn scenario(
                 }
                 Server::QuietFailWrites(n) => {
                     let mut conn = quiet.layer(FailWrites::new(socket, n));
+                    responder::serve(&mut conn, &routes).await;
+                }
+                Server::QuietFailWritesSilently(n) => {
+                    let mut conn = quiet.layer(HideReason {
+                        inner: FailWrites::new(socket, n),
+                    });
                     responder::serve(&mut conn, &routes).await;
                 }
                 Server::NaiveFailWrites(n) => {
@@ -114,6 +122,11 @@ fn report(name: &str, lines: &Lines, s: &CounterSnapshot) {
 
 /// The only reason counted, with accepted = closed and nothing active.
 fn only(s: &CounterSnapshot, reason: CloseReason, n: u64) {
+    assert_eq!(
+        lines().closed_events,
+        vec![reason; n as usize],
+        "one Event::Closed per close"
+    );
     assert_eq!(s.closed(reason), n, "{reason}: {s}");
     assert_eq!(s.closed_total(), n, "{s}");
     assert_eq!(s.active, 0, "{s}");
@@ -213,6 +226,15 @@ fn a_local_write_error_is_exactly_one_warning() {
     only(&s, CloseReason::LocalError, 1);
     assert_eq!((lines.error, lines.warn), (0, 1));
     assert!(lines.loud[0].contains("local_error"), "{:?}", lines.loud);
+
+    // No layer reports the reason: the socket is still established when the write
+    // fails, so the peer did not cause it.
+    COUNTERS.reset();
+    let lines = scenario(&COUNTERS, Server::QuietFailWritesSilently(10_000), get_big);
+    let s = COUNTERS.snapshot();
+    report("local write error, no reason reported", &lines, &s);
+    only(&s, CloseReason::LocalError, 1);
+    assert_eq!((lines.error, lines.warn), (0, 1));
 }
 
 #[test]
@@ -312,4 +334,55 @@ fn end_then_drop_counts_once() {
     let s = COUNTERS.snapshot();
     println!("end twice then drop: {s}");
     only(&s, CloseReason::LocalClose, 1);
+}
+
+/// Cancel safety: an `end` future dropped before it finishes (a FIN to a vanished peer
+/// is never acknowledged) has already counted the close, and the drop of the wrapper
+/// after it does not count it again.
+#[test]
+fn a_dropped_end_future_still_counts_once() {
+    static COUNTERS: Counters = Counters::new();
+    start_counting();
+    let snapshot = run_with_limit(LIMIT, async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let _handle = server::spawn_server(device.stack, 80, 1, async |socket| {
+            let mut conn = Quiet::new(&COUNTERS).layer(socket);
+            let mut buf = [0u8; 256];
+            let _ = conn.read(&mut buf).await;
+            // The client vanishes meanwhile.
+            Timer::after(Duration::from_millis(100)).await;
+            let ended =
+                with_timeout(Duration::from_secs(1), conn.end(CloseReason::LocalClose)).await;
+            assert!(ended.is_err(), "the FIN is never acknowledged");
+        });
+        let host = net.client();
+        let options = ClientOptions::new();
+        let mut buffers = ClientBuffers::new(&options);
+        let mut session = Session::connect(host.stack, &mut buffers, device.addr(80), options)
+            .await
+            .unwrap();
+        session
+            .socket()
+            .write_all(b"GET / HTTP/1.1\r\nHost: device\r\n\r\n")
+            .await
+            .unwrap();
+        session.socket().flush().await.unwrap();
+        net.vanish(session.local().unwrap());
+        Timer::after(Duration::from_secs(5)).await;
+        COUNTERS.snapshot()
+    })
+    .expect("ends within the limit");
+    println!("end dropped after 1 s: {snapshot}");
+    only(&snapshot, CloseReason::LocalClose, 1);
+}
+
+/// What the layer adds to a connection: a reference, two byte counts, two bytes of
+/// state (16 bytes on a 32-bit target).
+#[test]
+fn the_wrapper_adds_two_words_and_eight_bytes_at_most() {
+    type Socket = &'static mut embassy_net::tcp::TcpSocket<'static>;
+    let overhead = size_of::<tcp_layers_quiet::QuietConnection<Socket>>() - size_of::<Socket>();
+    println!("quiet layer: {overhead} bytes per connection on this host");
+    assert!(overhead <= 2 * size_of::<usize>() + 8, "{overhead}");
 }

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::sync::Once;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{CloseReason, Connection, ErrorType, Read, Write};
 
 /// Lines logged on this thread, per level, plus the text of every line at warn or above.
@@ -19,6 +20,8 @@ pub struct Lines {
     pub debug: usize,
     pub trace: usize,
     pub loud: Vec<String>,
+    /// `Event::Closed` reasons seen by the event hook, in order.
+    pub closed_events: Vec<CloseReason>,
 }
 
 impl Lines {
@@ -59,11 +62,19 @@ impl Log for CountingLogger {
 static LOGGER: CountingLogger = CountingLogger;
 static INIT: Once = Once::new();
 
-/// Installs the counting logger (once per binary) and clears this thread's counts.
+fn on_event(e: &Event) {
+    if let Event::Closed { reason, .. } = e {
+        LINES.with(|l| l.borrow_mut().closed_events.push(*reason));
+    }
+}
+
+/// Installs the counting logger and the event hook (once per binary) and clears this
+/// thread's counts.
 pub fn start_counting() {
     INIT.call_once(|| {
         log::set_logger(&LOGGER).expect("no other logger in this test binary");
         log::set_max_level(LevelFilter::Trace);
+        event::set_hook(on_event);
     });
     LINES.with(|l| *l.borrow_mut() = Lines::default());
 }
@@ -163,5 +174,35 @@ impl Rng {
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// Hides the inner layers' `close_reason()`: the quiet layer must then classify from
+/// the TCP state alone (a fault in a stack or adapter that reports no reason).
+pub struct HideReason<C> {
+    pub inner: C,
+}
+
+impl<C: Connection> ErrorType for HideReason<C> {
+    type Error = C::Error;
+}
+impl<C: Connection> Read for HideReason<C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        self.inner.read(buf).await
+    }
+}
+impl<C: Connection> Write for HideReason<C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
+        self.inner.write(buf).await
+    }
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        self.inner.flush().await
+    }
+}
+impl<C: Connection> Connection for HideReason<C> {
+    tcp_layers_core::delegate_connection!(inner; state, set_nodelay, close_write, abort,
+        remote, local, send_queue, recv_queue, ended_error, set_class, end);
+    fn close_reason(&self) -> Option<CloseReason> {
+        None
     }
 }
