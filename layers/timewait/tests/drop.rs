@@ -1,0 +1,189 @@
+//! What happens when the server forgets `end` (drops the wrapper) or gives up on it
+//! half-way (drops the `end` future): the slot still comes back, and no byte of the
+//! response is lost. Real embassy-net stack, simulated network, virtual time.
+mod common;
+
+use common::*;
+use embassy_futures::select::{Either, select};
+use embassy_net::tcp::TcpSocket;
+use embassy_time::with_timeout;
+use tcp_layers_core::{CloseReason, Connection, Layer, Write};
+use tcp_layers_sim::responder::{self, Routes};
+use tcp_layers_sim::server::{self, SlotPhase};
+use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, run, spawn};
+use tcp_layers_timewait::TimeWait;
+
+/// Reads one request head and writes the response to `/bytes/<n>`, without ending.
+async fn respond<C: Connection>(conn: &mut C) {
+    let mut head = [0u8; 512];
+    let mut filled = 0;
+    while !head[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut head[filled..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => filled += n,
+        }
+    }
+    let text = std::str::from_utf8(&head[..filled]).unwrap_or("");
+    let path = text.split(' ').nth(1).unwrap_or("/");
+    let body = responder::body_of(path, &Routes::new()).unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes()).await;
+    let _ = conn.write_all(&body).await;
+}
+
+/// How the handler leaves the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handler {
+    /// Flushes (everything acknowledged), then returns without `end`: raw socket.
+    RawForgets,
+    /// The same through `TimeWait`: the wrapper is dropped without `end`.
+    LayeredForgets,
+    /// Raw `end` (FIN, flush) given up after 100 ms.
+    RawEndCancelled,
+    /// `TimeWait`'s `end` given up after 100 ms, then the wrapper dropped.
+    LayeredEndCancelled,
+}
+
+const GIVE_UP_ON_END: Duration = Duration::from_millis(100);
+
+async fn handle(handler: Handler, socket: &mut TcpSocket<'static>, done: &Stamp) {
+    match handler {
+        Handler::RawForgets => {
+            respond(socket).await;
+            let _ = socket.flush().await;
+        }
+        Handler::LayeredForgets => {
+            let mut conn = TimeWait::new().layer(&mut *socket);
+            respond(&mut conn).await;
+            let _ = conn.flush().await;
+        }
+        Handler::RawEndCancelled => {
+            respond(socket).await;
+            let _ = socket.flush().await;
+            let _ = select(
+                Connection::end(socket, CloseReason::LocalClose),
+                Timer::after(GIVE_UP_ON_END),
+            )
+            .await;
+        }
+        Handler::LayeredEndCancelled => {
+            let mut conn = TimeWait::new().layer(&mut *socket);
+            respond(&mut conn).await;
+            let _ = conn.flush().await;
+            let cancelled = select(
+                conn.end(CloseReason::LocalClose),
+                Timer::after(GIVE_UP_ON_END),
+            );
+            assert!(matches!(cancelled.await, Either::Second(())));
+        }
+    }
+    done.set(Some(Instant::now()));
+}
+
+/// From the handler's return to its slot accepting again; the client stays silent.
+fn handler_return_to_listen(handler: Handler) -> Option<Duration> {
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let done = stamp();
+        let done_in = done.clone();
+        let slots = server::spawn_server(device.stack, PORT, 1, async move |socket| {
+            handle(handler, socket, &done_in).await
+        });
+        let phone = net.client();
+        spawn(close_request(
+            phone.stack,
+            device.addr(PORT),
+            "/bytes/2048",
+            After::StaySilent,
+            GIVE_UP * 2,
+        ));
+        let back = with_timeout(
+            GIVE_UP,
+            slots.wait_until(|s| {
+                s.slot_connections(0) >= 1 && s.slot_phase(0) == SlotPhase::Accepting
+            }),
+        )
+        .await;
+        let back_at = Instant::now();
+        let done = done.get().expect("the handler returned");
+        back.ok().map(|()| back_at - done)
+    })
+}
+
+/// A handler that returns without `end`, everything acknowledged, to a silent client:
+/// raw, the accept loop's own `close(); flush()` leaves the socket in FIN_WAIT_2 for
+/// good; layered, the wrapper's drop resets it and the slot listens again at once.
+#[test]
+fn forgotten_end_after_everything_acked_frees_the_slot() {
+    let raw = handler_return_to_listen(Handler::RawForgets);
+    let layered = handler_return_to_listen(Handler::LayeredForgets);
+    println!(
+        "handler forgets end, silent client: slot accepting raw {}, layered {} after the handler returned",
+        ms(raw),
+        ms(layered)
+    );
+    assert_eq!(raw, None, "raw must stay stuck in FIN_WAIT_2");
+    let layered = layered.expect("layered must free the slot");
+    assert!(layered <= RTT, "layered took {} ms", layered.as_millis());
+}
+
+/// `end` dropped mid-linger (the server gave up after 100 ms), then the wrapper: the
+/// drop resets the connection, whose FIN was acknowledged, so the slot listens again.
+/// Raw, giving up on `close(); flush()` leaves the socket in FIN_WAIT_2.
+#[test]
+fn end_cancelled_mid_linger_then_dropped_frees_the_slot() {
+    let raw = handler_return_to_listen(Handler::RawEndCancelled);
+    let layered = handler_return_to_listen(Handler::LayeredEndCancelled);
+    println!(
+        "end given up after {} ms, silent client: slot accepting raw {}, layered {} after the handler returned",
+        GIVE_UP_ON_END.as_millis(),
+        ms(raw),
+        ms(layered)
+    );
+    assert_eq!(raw, None, "raw must stay stuck in FIN_WAIT_2");
+    let layered = layered.expect("layered must free the slot");
+    assert!(layered <= RTT, "layered took {} ms", layered.as_millis());
+}
+
+/// Dropped without `end` while bytes are still in flight: the drop sends a FIN after
+/// them (not an RST), so the client receives the whole 64 KiB response.
+#[test]
+fn forgotten_end_with_bytes_in_flight_loses_nothing() {
+    const PATH: &str = "/bytes/65536";
+    let in_flight = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen = in_flight.clone();
+    let saw = run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        server::spawn_server(device.stack, PORT, 1, async move |socket| {
+            let mut conn = TimeWait::new().layer(&mut *socket);
+            respond(&mut conn).await;
+            seen.set(conn.send_queue().unwrap_or(0));
+        });
+        let phone = net.client();
+        close_request(phone.stack, device.addr(PORT), PATH, After::Close, GIVE_UP).await
+    });
+    let expected = responder::checksum(&responder::body_of(PATH, &Routes::new()).unwrap());
+    let r = saw.response.expect("complete response");
+    println!(
+        "dropped with {} bytes unacknowledged: client got {} of 65536 body bytes, checksum {}, server end {:?}",
+        in_flight.get(),
+        r.body_len,
+        if r.checksum == expected {
+            "ok"
+        } else {
+            "WRONG"
+        },
+        saw.end
+    );
+    assert!(
+        in_flight.get() > 0,
+        "the drop must happen with bytes in flight"
+    );
+    assert_eq!((r.body_len, r.checksum), (65536, expected));
+    assert_eq!(saw.end, Some(tcp_layers_sim::client::PeerEnd::Fin));
+}
