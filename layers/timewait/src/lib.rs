@@ -156,20 +156,18 @@ impl<C: Connection> TimeWaitConnection<C> {
         Duration::from_millis(self.linger_ms as u64)
     }
 
-    /// FIN, then wait for the acknowledgement of everything sent and for the peer's
-    /// FIN, discarding what the peer still sends, at most for the linger.
-    async fn linger_close(&mut self) -> LingerEnd {
-        self.inner.close_write();
+    /// The orderly end of the layers below (on a socket: FIN, then flush, which
+    /// returns once the peer acknowledged every byte and the FIN), then the peer's side
+    /// read to its FIN and discarded, at most for the linger.
+    async fn linger_close(&mut self, reason: CloseReason) -> LingerEnd {
         let linger = self.linger();
         let inner = &mut self.inner;
         let peer_done = async move {
-            // Our bytes and FIN first: flush returns once the stack holds nothing
-            // unacknowledged. An error means the stack already dropped the connection.
-            if inner.flush().await.is_err() {
-                return;
-            }
-            // Then the peer's side, read to its end: an RST before the peer read the
-            // response can cost it the response on some stacks, so the peer closes first.
+            // The layers below finish their part first: one that holds bytes back (a
+            // coalescing buffer) writes them before the FIN.
+            inner.end(reason).await;
+            // An RST that reaches the peer before its application read the response can
+            // cost it the response on some stacks: wait until the peer closes too.
             let mut discard = [0u8; 64];
             while let Ok(n) = inner.read(&mut discard).await {
                 if n == 0 {
@@ -206,34 +204,41 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error, close_reason, set_class);
 
-    /// Ends the connection: for an orderly reason, FIN and a linger bounded by the
-    /// configured time (see the crate docs), then for every reason RST and flush. The
-    /// reason a layer below already recorded ([`Connection::close_reason`]) wins over
-    /// `reason`. When this returns the socket holds no connection.
+    /// Ends the connection. For an orderly reason: the orderly `end` of the layers
+    /// below (on a socket: FIN, then flush until everything is acknowledged), then the
+    /// peer's data read and discarded up to its FIN, both within the linger; then RST
+    /// and flush. For any other reason, or a zero linger: RST, then the `end` of the
+    /// layers below. The reason a layer below already recorded
+    /// ([`Connection::close_reason`]) wins over `reason`. When this returns the socket
+    /// holds no connection.
     async fn end(&mut self, reason: CloseReason) {
         let reason = self.inner.close_reason().unwrap_or(reason);
-        if reason.is_orderly() && self.linger_ms > 0 {
-            let started = Instant::now();
-            let how = self.linger_close().await;
-            let waited_ms = started.elapsed().as_millis();
-            match how {
-                LingerEnd::PeerDone => {
-                    emit_log!(trace, "timewait: peer done after {} ms, RST", waited_ms)
-                }
-                LingerEnd::Expired => {
-                    emit_log!(
-                        debug,
-                        "timewait: linger expired after {} ms, RST",
-                        waited_ms
-                    )
-                }
+        if !reason.is_orderly() || self.linger_ms == 0 {
+            // Nothing to wait for: the layers below see the end of an aborted
+            // connection (a logger below records the reason), their flush sends the RST.
+            self.inner.abort();
+            self.inner.end(reason).await;
+            return;
+        }
+        let started = Instant::now();
+        let how = self.linger_close(reason).await;
+        let waited_ms = started.elapsed().as_millis();
+        match how {
+            LingerEnd::PeerDone => {
+                emit_log!(trace, "timewait: peer done after {} ms, RST", waited_ms)
+            }
+            LingerEnd::Expired => {
+                emit_log!(
+                    debug,
+                    "timewait: linger expired after {} ms, RST",
+                    waited_ms
+                )
             }
         }
         // The RST frees the socket at once; after a completed linger the peer has
-        // everything and has closed, after an expired one it stopped taking data.
+        // everything and has closed, after an expired one it took no data for the
+        // whole linger. On embassy-net it leaves with the flush.
         self.inner.abort();
-        // The layers below see the end too (a logger below this one records the reason);
-        // on an aborted connection their FIN is a no-op and their flush sends the RST.
-        self.inner.end(reason).await;
+        let _ = self.inner.flush().await;
     }
 }

@@ -126,8 +126,19 @@ impl Connection for Mock {
     fn close_reason(&self) -> Option<CloseReason> {
         self.known_reason
     }
+    /// As a socket's: an orderly end waits for the peer's acknowledgement (forever, to
+    /// a vanished peer); any other resets.
     async fn end(&mut self, reason: CloseReason) {
         self.log(Op::End(reason));
+        if reason.is_orderly() && self.state != TcpState::Closed {
+            self.state = TcpState::FinWait1;
+            if self.acks == Acks::Never {
+                core::future::pending::<()>().await;
+            }
+            self.state = TcpState::FinWait2;
+        } else {
+            self.state = TcpState::Closed;
+        }
     }
 }
 
@@ -170,14 +181,13 @@ fn orderly_end_fin_ack_drain_then_rst() {
     assert_eq!(
         ops,
         [
-            Op::CloseWrite,
-            Op::Flush,
+            Op::End(CloseReason::LocalClose),
             Op::Read(64),
             Op::Read(36),
             Op::Read(30),
             Op::Read(0),
             Op::Abort,
-            Op::End(CloseReason::LocalClose),
+            Op::Flush,
         ]
     );
     assert_eq!(took, Duration::from_ticks(0));
@@ -222,12 +232,7 @@ fn a_vanished_peer_is_reset_when_the_linger_expires() {
         );
         assert_eq!(
             ops,
-            [
-                Op::CloseWrite,
-                Op::Flush,
-                Op::Abort,
-                Op::End(CloseReason::LocalClose)
-            ]
+            [Op::End(CloseReason::LocalClose), Op::Abort, Op::Flush]
         );
         assert_eq!(took, linger);
     }
@@ -254,10 +259,8 @@ fn a_peer_that_keeps_sending_is_reset_when_the_linger_expires() {
     );
     assert_eq!(took, TimeWait::DEFAULT_LINGER);
     assert!(discarded > 0);
-    assert_eq!(
-        &ops[ops.len() - 2..],
-        [Op::Abort, Op::End(CloseReason::LocalClose)]
-    );
+    assert_eq!(ops[0], Op::End(CloseReason::LocalClose));
+    assert_eq!(&ops[ops.len() - 2..], [Op::Abort, Op::Flush]);
 }
 
 #[test]
