@@ -191,7 +191,8 @@ impl<C: Connection> QuietConnection<C> {
 }
 
 /// One close line at `level`. The remote address is gone after an RST on embassy-net,
-/// hence the two forms.
+/// hence two forms; an IPv4 address is printed from its octets so the line needs no
+/// `defmt::Format` for `SocketAddr` (a defmt feature the application may not enable).
 fn log_close(
     level: Level,
     reason: CloseReason,
@@ -202,15 +203,22 @@ fn log_close(
     macro_rules! at {
         ($lvl:ident) => {
             match remote {
-                Some(peer) => emit_log!(
-                    $lvl,
-                    "connection from {} closed: {} (in {} B, out {} B)",
-                    peer,
-                    reason,
-                    bytes_in,
-                    bytes_out
-                ),
-                None => emit_log!(
+                Some(SocketAddr::V4(peer)) => {
+                    let [a, b, c, d] = peer.ip().octets();
+                    emit_log!(
+                        $lvl,
+                        "connection from {}.{}.{}.{}:{} closed: {} (in {} B, out {} B)",
+                        a,
+                        b,
+                        c,
+                        d,
+                        peer.port(),
+                        reason,
+                        bytes_in,
+                        bytes_out
+                    )
+                }
+                _ => emit_log!(
                     $lvl,
                     "connection closed: {} (in {} B, out {} B)",
                     reason,
