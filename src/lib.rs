@@ -1,18 +1,21 @@
 //! Small, composable layers that fix what hurts an embedded TCP server (ESP32,
 //! embassy-net, ESP-IDF): wrap the socket your server already uses, keep the server.
 //!
-//! ```ignore
-//! use tcp_layers::prelude::*;
+//! Each layer is its own `no_std` crate, re-exported here behind a default-on feature:
 //!
-//! let layers = ConnectionBuilder::new()
-//!     .layer(Quiet::new(&COUNTERS))   // outermost: sees how the connection ended
-//!     .layer(NoDelay::new())          // innermost: talks to the socket
-//! ;
-//! let mut conn = layers.wrap(socket);
-//! ```
+//! | layer | fixes |
+//! |---|---|
+//! | [`Quiet`] | browser cancels logged at error level bury real faults; counters per close reason |
+//! | [`NoDelay`] | Nagle holds the body until the head is ACKed |
+//! | [`ChunkedLayer`] | one 160 kB send starves other tasks; no "sent X of Y" on a cancel |
+//! | [`Limit`] | idle keep-alive sockets lock out a second device; streams eat page slots; accept loops that die |
+//! | [`Reaper`] | slowloris, stalled readers and vanished peers hold slots forever |
+//! | [`TimeWait`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
+//! | [`Pool`] | a shared scratch buffer corrupts concurrent responses |
 //!
-//! Each layer is its own crate, re-exported here behind a default-on feature; see the
-//! README for the symptom each one fixes.
+//! [`default_stack`] puts every connection layer in the order that makes them compose;
+//! [`ConnectionBuilder`] builds any other stack, top to bottom. The [`guide`] shows a
+//! hand-written embassy accept loop, picoserve and edge-http gaining the layers.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(missing_docs)]
 
@@ -22,11 +25,47 @@ pub use tcp_layers_core::{
     Stack, TcpState, Unsupported, event,
 };
 
+#[cfg(feature = "chunked")]
+pub use tcp_layers_chunked::{self as chunked, Chunked, ChunkedLayer, ResponseProgress};
+#[cfg(feature = "limit")]
+pub use tcp_layers_limit::{
+    self as limit, AcceptLoop, Backoff, Budget, BudgetConfig, Limit, Limited, profile,
+};
+#[cfg(feature = "nodelay")]
+pub use tcp_layers_nodelay::{self as nodelay, Nagle, NoDelay};
+#[cfg(feature = "pool")]
+pub use tcp_layers_pool::{self as pool, Buf, Pool};
+#[cfg(feature = "quiet")]
+pub use tcp_layers_quiet::{self as quiet, CounterSnapshot, Counters, Quiet, QuietConfig};
+#[cfg(feature = "reaper")]
+pub use tcp_layers_reaper::{self as reaper, Reaper, ReaperConfig};
+#[cfg(feature = "timewait")]
+pub use tcp_layers_timewait::{self as timewait, TimeWait};
+
 #[cfg(feature = "sim")]
 pub use tcp_layers_sim as sim;
 
 mod builder;
 pub use builder::ConnectionBuilder;
+
+#[cfg(all(
+    feature = "quiet",
+    feature = "limit",
+    feature = "reaper",
+    feature = "timewait",
+    feature = "chunked",
+    feature = "nodelay"
+))]
+mod stack;
+#[cfg(all(
+    feature = "quiet",
+    feature = "limit",
+    feature = "reaper",
+    feature = "timewait",
+    feature = "chunked",
+    feature = "nodelay"
+))]
+pub use stack::{DefaultStack, default_stack};
 
 #[cfg(all(feature = "limit", feature = "embassy-net"))]
 mod serve;
@@ -40,5 +79,31 @@ pub mod guide;
 /// The names most servers need, in one `use`.
 pub mod prelude {
     pub use crate::ConnectionBuilder;
-    pub use tcp_layers_core::{CloseReason, Connection, Deadline, Layer, TcpState};
+    #[cfg(feature = "chunked")]
+    pub use tcp_layers_chunked::ChunkedLayer;
+    pub use tcp_layers_core::{
+        CloseReason, Connection, ConnectionClass, Deadline, Layer, Read, TcpState, Write,
+    };
+    #[cfg(feature = "limit")]
+    pub use tcp_layers_limit::{AcceptLoop, Budget, Limit, profile};
+    #[cfg(feature = "nodelay")]
+    pub use tcp_layers_nodelay::NoDelay;
+    #[cfg(feature = "pool")]
+    pub use tcp_layers_pool::Pool;
+    #[cfg(feature = "quiet")]
+    pub use tcp_layers_quiet::{Counters, Quiet};
+    #[cfg(feature = "reaper")]
+    pub use tcp_layers_reaper::{Reaper, ReaperConfig};
+    #[cfg(feature = "timewait")]
+    pub use tcp_layers_timewait::TimeWait;
+
+    #[cfg(all(
+        feature = "quiet",
+        feature = "limit",
+        feature = "reaper",
+        feature = "timewait",
+        feature = "chunked",
+        feature = "nodelay"
+    ))]
+    pub use crate::default_stack;
 }
