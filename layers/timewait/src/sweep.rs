@@ -1,26 +1,5 @@
 //! [`Sweeper`]: aborts connections that an application still holds in a closing state
 //! for longer than a limit.
-//!
-//! # Where it applies
-//!
-//! A sweep can only reach a connection through a handle the application still holds,
-//! so it helps in exactly two situations:
-//! - an embassy-net server whose sockets sit in one place a sweeping task can reach (an
-//!   array of sockets served by one task, a table of connections) and that closes them
-//!   with `close()` but no bounded wait, so they stay in FIN_WAIT_2 behind a silent
-//!   peer or in FIN_WAIT_1/LAST_ACK behind a vanished one (smoltcp retransmits the FIN
-//!   without end unless the socket has a timeout);
-//! - an lwIP (ESP-IDF) or host server that shut down the write half of streams it still
-//!   holds.
-//!
-//! It does not reach a socket that a task owns and keeps inside an `accept()` loop (no
-//! other task can borrow it: wrap it in [`TimeWait`](crate::TimeWait) instead), nor a
-//! socket the application already closed on lwIP or a host OS: after `close()` the PCB
-//! in TIME_WAIT belongs to the stack and only `SO_LINGER 0` at close (the timewait
-//! layer's `end` through the tokio adapter) avoids it.
-//!
-//! `CLOSE_WAIT` (the peer closed, we did not) is not swept: a server may still be
-//! sending a response to a client that half-closed after its request.
 use embassy_time::{Duration, Instant};
 use tcp_layers_core::{Connection, SocketAddr, TcpState, emit_log};
 
@@ -44,14 +23,39 @@ struct Closing {
 
 /// Watches up to `N` connection slots across sweeps and aborts the ones that stay in a
 /// closing state after our FIN (`FinWait1`, `FinWait2`, `Closing`, `LastAck`,
-/// `TimeWait`) for at least the limit. See the [module docs](self) for where this
-/// applies. RAM: 16 bytes per slot.
+/// `TimeWait`) for at least the limit. RAM: 16 bytes per slot.
+///
+/// # Where it applies
+///
+/// A sweep can only reach a connection through a handle the application still holds,
+/// so it helps in exactly two situations:
+/// - an embassy-net server whose sockets sit in one place a sweeping task can reach (an
+///   array of sockets served by one task, a table of connections) and that closes them
+///   with `close()` but no bounded wait, so they stay in FIN_WAIT_2 behind a silent
+///   peer or in FIN_WAIT_1/LAST_ACK behind a vanished one (smoltcp retransmits the FIN
+///   without end unless the socket has a timeout);
+/// - an lwIP (ESP-IDF) or host server that shut down the write half of streams it still
+///   holds.
+///
+/// It does not reach a socket that a task owns and keeps inside an `accept()` loop (no
+/// other task can borrow it: wrap it in [`TimeWait`](crate::TimeWait) instead), nor a
+/// socket the application already closed on lwIP or a host OS: after `close()` the PCB
+/// in TIME_WAIT belongs to the stack and only `SO_LINGER 0` at close (the timewait
+/// layer's `end` through the tokio adapter) avoids it.
+///
+/// `CLOSE_WAIT` (the peer closed, we did not) is not swept: a server may still be
+/// sending a response to a client that half-closed after its request.
 ///
 /// ```ignore
 /// let mut sweeper = Sweeper::<4>::new();
 /// loop {
+///     // sockets: [TcpSocket; 4] or [&mut TcpSocket; 4], slot i always at index i
+///     if sweeper.sweep(&mut sockets) > 0 {
+///         for s in sockets.iter_mut() {
+///             let _ = s.flush().await; // the RSTs leave with the next poll
+///         }
+///     }
 ///     Timer::after(Sweeper::<4>::DEFAULT_INTERVAL).await;
-///     sweeper.sweep(&mut sockets); // [&mut TcpSocket; 4], or [TcpSocket; 4]
 /// }
 /// ```
 #[derive(Clone, Debug)]
@@ -251,6 +255,13 @@ mod tests {
             }
         }
         assert_eq!(sw.watched(), 0);
+    }
+
+    #[test]
+    fn sixteen_bytes_per_slot() {
+        let per_slot =
+            (core::mem::size_of::<Sweeper<8>>() - core::mem::size_of::<Sweeper<0>>()) / 8;
+        assert_eq!(per_slot, 16);
     }
 
     #[test]
