@@ -8,17 +8,18 @@
 //! [`TimeWait`] wraps a connection so that [`Connection::end`] closes with a bounded
 //! linger:
 //!
-//! 1. for an orderly reason ([`CloseReason::is_orderly`]): FIN, then wait until the peer
-//!    acknowledged every byte and the FIN, then read and discard what the peer still
-//!    sends until its own FIN, all within the linger (default 2 s, see
-//!    [`TimeWait::DEFAULT_LINGER`]);
+//! 1. for an orderly reason ([`CloseReason::is_orderly`]): the orderly end of the layers
+//!    below (on a socket: FIN, then a flush that returns once the peer acknowledged
+//!    every byte and the FIN), then read and discard what the peer still sends until
+//!    its own FIN, all within the linger (default 2 s, see [`TimeWait::DEFAULT_LINGER`]);
 //! 2. then, and for any other reason at once: RST and flush, so the socket is free
 //!    (`Closed`) when `end` returns, instead of sitting in TIME_WAIT or FIN_WAIT.
 //!
-//! The RST never costs data of a finished response: it is sent only after the peer
-//! acknowledged everything (and, unless the linger expired, after the peer closed its
-//! side, so its application has read the response), or when the linger expired, in
-//! which case the peer stopped taking data for the whole linger.
+//! The RST leaves once the peer acknowledged everything and closed its side (so its
+//! application has read the response), or when the linger expires. Only then can it
+//! cost bytes: those still unacknowledged after the whole linger, which takes a peer
+//! that vanished, or a link slower than the transmit buffer per linger (8 KiB in 2 s:
+//! 32 kbit/s). A peer that acknowledged everything but never closes loses nothing.
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Layer};
