@@ -20,7 +20,10 @@
 //! use tcp_layers_core::Layer;
 //! use tcp_layers_quiet::{Counters, Quiet, QuietConfig, Reasons};
 //!
-//! static COUNTERS: Counters = Counters::with_config(QuietConfig::new()); // or Counters::new()
+//! static COUNTERS: Counters = Counters::new();
+//! // Or, to see cancels at info: the common change is one line.
+//! // static COUNTERS: Counters =
+//! //     Counters::with_config(QuietConfig::new().info_on(Reasons::CLIENT_CANCELLED));
 //!
 //! let mut conn = Quiet::new(&COUNTERS).layer(socket);
 //! // ... serve; then, or never (a drop is counted too):
@@ -28,6 +31,27 @@
 //! // a status line from any task:
 //! log::info!("{}", COUNTERS.snapshot());
 //! ```
+//!
+//! # How a close is classified
+//! The first rule that applies wins:
+//! 1. an inner layer's [`Connection::close_reason`] (the reaper's deadline, the budget's
+//!    eviction): it ended the connection, it knows why;
+//! 2. the first failure this layer saw:
+//!    - a read or write failed while the stack still holds the connection open in that
+//!      direction, or with an error kind no peer produces: `LocalError`;
+//!    - a write or flush failed, or a flush returned `Ok` although the socket had lost
+//!      the connection (embassy-net's answer to an RST mid-response): `ClientCancelled`;
+//!    - FIN or RST with a response in flight or a request half read: `ClientCancelled`;
+//!    - FIN between requests: `PeerClosed`; RST between requests: `PeerReset`;
+//!    - the server's own `close_write` or `abort`: `LocalClose`;
+//! 3. the reason the server passed to [`Connection::end`];
+//! 4. dropped without `end`: from the TCP state (connection gone: `PeerReset`, or
+//!    `ClientCancelled` with a response in flight; the peer's FIN: `PeerClosed` or
+//!    `ClientCancelled`; otherwise the server let go of it: `LocalClose`).
+//!
+//! A response is in flight from its first written byte until a flush that ends while the
+//! stack still holds the connection (on embassy-net a flush ends when every byte is
+//! acknowledged), and while the stack's send queue is not empty.
 //!
 //! Cost per connection: a reference to the static, two byte counts and two bytes of
 //! state (16 bytes on a 32-bit target); one critical section per read or write.
@@ -252,6 +276,10 @@ impl<C: Connection> Drop for QuietConnection<C> {
     }
 }
 
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl<C: Connection> ErrorType for QuietConnection<C> {
     type Error = C::Error;
 }
@@ -263,7 +291,7 @@ impl<C: Connection> Read for QuietConnection<C> {
             Ok(0) if !buf.is_empty() => self.saw(Failure::Eof),
             Ok(0) => {}
             Ok(n) => {
-                self.bytes_in = self.bytes_in.saturating_add(*n as u32);
+                self.bytes_in = self.bytes_in.saturating_add(saturate(*n));
                 self.counters.add_bytes(*n, 0);
                 self.phase = Phase::Request;
             }
@@ -279,7 +307,7 @@ impl<C: Connection> Write for QuietConnection<C> {
         match &result {
             Ok(0) => {}
             Ok(n) => {
-                self.bytes_out = self.bytes_out.saturating_add(*n as u32);
+                self.bytes_out = self.bytes_out.saturating_add(saturate(*n));
                 self.counters.add_bytes(0, *n);
                 self.phase = Phase::Responding;
             }
