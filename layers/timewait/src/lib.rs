@@ -125,6 +125,10 @@ impl<C: Connection> Layer<C> for TimeWait {
 ///
 /// Drop therefore frees the slot, but `end` is the way to close: it is the only one
 /// that waits for the peer's acknowledgement and sends the RST for sure.
+///
+/// An `end` future dropped half-way (a server that gives up on the linger) leaves
+/// nothing behind: the layer holds no permit, buffer or counter, and dropping the
+/// wrapper afterwards applies the rules above (after the FIN was acknowledged, an RST).
 pub struct TimeWaitConnection<C: Connection> {
     inner: C,
     linger_ms: u32,
