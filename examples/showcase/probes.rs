@@ -34,14 +34,19 @@ fn thread_cpu_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// How many futures can be metered apart: one per server variant.
+pub const CHANNELS: usize = 4;
+
 thread_local! {
-    /// CPU time spent inside metered polls since the last [`CpuMeter::start`].
-    static METERED_NS: Cell<u64> = const { Cell::new(0) };
-    /// Metered polls since the last [`CpuMeter::start`].
-    static METERED_POLLS: Cell<u64> = const { Cell::new(0) };
+    /// Per channel, CPU time spent inside metered polls since the last
+    /// [`CpuMeter::start`].
+    static METERED_NS: Cell<[u64; CHANNELS]> = const { Cell::new([0; CHANNELS]) };
+    /// Per channel, metered polls since the last [`CpuMeter::start`].
+    static METERED_POLLS: Cell<[u64; CHANNELS]> = const { Cell::new([0; CHANNELS]) };
 }
 
-/// CPU time of the futures run through [`metered`], minus what reading the clock costs.
+/// CPU time of the futures run through [`metered`], per channel, minus what reading
+/// the clock costs.
 pub struct CpuMeter {
     /// What one metered poll adds by reading the clock twice, in ns.
     clock_cost_ns: u64,
@@ -59,30 +64,38 @@ impl CpuMeter {
             })
             .collect();
         pairs.sort_unstable();
-        METERED_NS.with(|c| c.set(0));
-        METERED_POLLS.with(|c| c.set(0));
+        METERED_NS.with(|c| c.set([0; CHANNELS]));
+        METERED_POLLS.with(|c| c.set([0; CHANNELS]));
         Self {
             clock_cost_ns: pairs[pairs.len() / 2],
         }
     }
 
-    /// CPU time of every metered poll since [`CpuMeter::start`], in ns.
-    pub fn total_ns(&self) -> u64 {
-        let polls = METERED_POLLS.with(Cell::get);
-        let raw = METERED_NS.with(Cell::get);
+    /// CPU time of every poll metered on `channel` since [`CpuMeter::start`], in ns.
+    pub fn total_ns(&self, channel: usize) -> u64 {
+        let polls = METERED_POLLS.with(Cell::get)[channel];
+        let raw = METERED_NS.with(Cell::get)[channel];
         raw.saturating_sub(polls * self.clock_cost_ns)
     }
 }
 
-/// Runs `future`, adding the thread CPU time of each of its polls to the meter.
-pub async fn metered<F: Future>(future: F) -> F::Output {
+/// Runs `future`, adding the thread CPU time of each of its polls to `channel`.
+pub async fn metered<F: Future>(channel: usize, future: F) -> F::Output {
     let mut future = pin!(future);
     poll_fn(|cx| {
         let t0 = thread_cpu_ns();
         let poll = future.as_mut().poll(cx);
         let spent = thread_cpu_ns() - t0;
-        METERED_NS.with(|c| c.set(c.get() + spent));
-        METERED_POLLS.with(|c| c.set(c.get() + 1));
+        METERED_NS.with(|c| {
+            let mut ns = c.get();
+            ns[channel] += spent;
+            c.set(ns);
+        });
+        METERED_POLLS.with(|c| {
+            let mut polls = c.get();
+            polls[channel] += 1;
+            c.set(polls);
+        });
         poll
     })
     .await

@@ -69,6 +69,11 @@ impl Variant {
         Variant::PicoserveLayered,
     ];
 
+    /// The position in [`Variant::ALL`] (the CPU meter's channel).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The id in the table and the JSON lines.
     pub const fn id(self) -> &'static str {
         match self {
@@ -102,9 +107,9 @@ pub enum Metering {
     Off,
 }
 
-async fn maybe_metered<F: Future>(metering: Metering, future: F) -> F::Output {
+async fn maybe_metered<F: Future>(variant: Variant, metering: Metering, future: F) -> F::Output {
     match metering {
-        Metering::On => probes::metered(future).await,
+        Metering::On => probes::metered(variant.index(), future).await,
         Metering::Off => future.await,
     }
 }
@@ -115,16 +120,17 @@ pub fn reset_statics() {
     COUNTERS.reset();
 }
 
-/// Starts `variant` on `device`: `SOCKETS` slots on `PORT`.
-pub fn spawn_server(variant: Variant, device: &Host, metering: Metering) -> Slots {
+/// Starts `variant` on `device`: `SOCKETS` slots on `port`.
+pub fn spawn_server(variant: Variant, device: &Host, port: u16, metering: Metering) -> Slots {
     match variant {
         Variant::Raw => Slots::Sim(server::spawn_server(
             device.stack,
-            PORT,
+            port,
             SOCKETS,
             async move |socket: &mut TcpSocket<'static>| {
                 let outcome =
-                    maybe_metered(metering, responder::serve(socket, &Routes::new())).await;
+                    maybe_metered(variant, metering, responder::serve(socket, &Routes::new()))
+                        .await;
                 // A hand-written server logs every failed read or write as an error.
                 if matches!(
                     outcome.ended,
@@ -140,10 +146,10 @@ pub fn spawn_server(variant: Variant, device: &Host, metering: Metering) -> Slot
         )),
         Variant::Layered => Slots::Sim(server::spawn_server(
             device.stack,
-            PORT,
+            port,
             SOCKETS,
             async move |socket: &mut TcpSocket<'static>| {
-                maybe_metered(metering, async {
+                maybe_metered(variant, metering, async {
                     let mut conn = layers().wrap(socket);
                     // The quiet layer logs the close; the server logs nothing itself.
                     responder::serve(&mut conn, &Routes::new()).await;
@@ -158,6 +164,7 @@ pub fn spawn_server(variant: Variant, device: &Host, metering: Metering) -> Slot
                 spawn(picoserve_slot(
                     i,
                     device.stack,
+                    port,
                     slots.clone(),
                     app,
                     variant,
@@ -180,6 +187,7 @@ static PICOSERVE_CONFIG: Config = Config::new(Timeouts::const_default()).keep_co
 async fn picoserve_slot<P: PathRouter>(
     i: usize,
     stack: NetStack<'static>,
+    port: u16,
     slots: Rc<OwnSlots>,
     app: &'static Router<P>,
     variant: Variant,
@@ -191,7 +199,7 @@ async fn picoserve_slot<P: PathRouter>(
     loop {
         slots.set(i, OwnPhase::Accepting, None);
         let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
-        if socket.accept(PORT).await.is_err() {
+        if socket.accept(port).await.is_err() {
             continue;
         }
         slots.set(
@@ -203,12 +211,12 @@ async fn picoserve_slot<P: PathRouter>(
         socket.set_timeout(Some(Duration::from_secs(45)));
         let server = picoserve::Server::new(app, &PICOSERVE_CONFIG, &mut http_buffer);
         if variant.is_layered() {
-            maybe_metered(metering, async {
+            maybe_metered(variant, metering, async {
                 let conn = layers().wrap(&mut socket);
                 let _ = server.serve(PicoserveSocket::new(conn)).await;
             })
             .await;
-        } else if let Err(e) = maybe_metered(metering, server.serve(socket)).await {
+        } else if let Err(e) = maybe_metered(variant, metering, server.serve(socket)).await {
             log::error!("picoserve: {e:?}");
         }
     }
