@@ -16,6 +16,11 @@
 //! cargo run --release --example showcase -- --scenario slowloris
 //! cargo run --release --example showcase -- --list             # scenario ids
 //! ```
+//!
+//! A JSON line is `{"scenario":"<id>","variant":"<id>","metric":"<id>","value":<number
+//! or null>,"unit":"<unit>"}`; `null` is a measurement that found nothing (a failed
+//! page load, a slot still held after 120 s). A figure that does not apply to a server
+//! (`n/a` in the table) has no line.
 #![recursion_limit = "256"]
 
 mod probes;
