@@ -1,10 +1,13 @@
-//! One HTTP worker: accept, serve with picoserve, close, repeat. With the layers (the
-//! default) every connection goes through the tcp-layers stack; with the feature
-//! `no-layers` it is the plain loop picoserve's own `listen_and_serve` runs, which is
+//! The HTTP server: accept, serve with picoserve, close, repeat, on every socket. With
+//! the layers (the default) the accept loops are tcp-layers' `serve` and every
+//! connection goes through the layer stack; with the feature `no-layers` it is one task
+//! per socket running the plain loop of picoserve's own `listen_and_serve`, which is
 //! what CI compares to measure the layers' code size.
-use embassy_net::{Stack, tcp::TcpSocket};
+use embassy_net::Stack;
+#[cfg(feature = "no-layers")]
+use embassy_net::tcp::TcpSocket;
 use embassy_time::Duration;
-use picoserve::{Config, Router, Timeouts, routing::PathRouter};
+use picoserve::{Config, Timeouts};
 
 use crate::{HTTP_PORT, stats};
 
@@ -32,24 +35,22 @@ const TIMEOUTS: Timeouts = Timeouts {
 static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
 
 #[cfg(not(feature = "no-layers"))]
-pub use layered::{DESCRIPTION, worker};
+pub use layered::{DESCRIPTION, start};
 #[cfg(feature = "no-layers")]
-pub use plain::{DESCRIPTION, worker};
+pub use plain::{DESCRIPTION, start};
 
 #[cfg(not(feature = "no-layers"))]
 mod layered {
+    use embassy_executor::Spawner;
     use log::debug;
-    use tcp_layers::{ConnectionBuilder, adapters::picoserve::PicoserveSocket};
-    use tcp_layers_chunked::ChunkedLayer;
-    use tcp_layers_limit::{AcceptLoop, Budget, BudgetConfig, Limit, StackServices, profile};
-    use tcp_layers_nodelay::NoDelay;
-    use tcp_layers_pool::Pool;
-    use tcp_layers_quiet::{Counters, Quiet};
-    use tcp_layers_reaper::{Reaper, ReaperConfig};
-    use tcp_layers_timewait::TimeWait;
+    use tcp_layers::{
+        Budget, BudgetConfig, Buffers, ConnectionBuilder, Counters, Limit, NoDelay, Pool, Quiet,
+        Reaper, ReaperConfig, ServeConfig, TimeWait, adapters::picoserve::PicoserveSocket,
+        chunked::ChunkedLayer, limit::StackServices, profile, serve,
+    };
 
     use super::*;
-    use crate::{HTTP_SOCKETS, STACK_SOCKETS, stream_routes::StreamRoutes};
+    use crate::{HTTP_SOCKETS, STACK_SOCKETS, app, stream_routes::StreamRoutes};
 
     /// Shown in the boot log.
     pub const DESCRIPTION: &str =
@@ -72,16 +73,20 @@ mod layered {
     /// Deadlines for idle, slow and stalled clients: the HTTP defaults.
     static DEADLINES: ReaperConfig = ReaperConfig::http();
     /// picoserve's request buffers, one per connection being served: taken after the
-    /// accept and returned when the connection ends, however it ends.
+    /// accept and returned when the connection ends, however it ends. The accept loops
+    /// share one handler, so the buffer cannot belong to a loop.
     static HTTP_BUFFERS: Pool<HTTP_SOCKETS, HTTP_BUFFER_BYTES> = Pool::new();
     /// The paths picoserve streams: Server-Sent Events.
     static STREAM_PATHS: [&str; 1] = ["/events"];
 
-    /// One socket's accept loop; never returns.
-    pub async fn worker(id: usize, stack: Stack<'static>, app: &Router<impl PathRouter>) -> ! {
-        let mut rx = [0; TCP_RX_BYTES];
-        let mut tx = [0; TCP_TX_BYTES];
-        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+    /// Starts the HTTP server: one task holding every socket's accept loop.
+    pub fn start(spawner: &Spawner, stack: Stack<'static>) {
+        spawner.spawn(http_task(stack).expect("one HTTP task"));
+    }
+
+    #[embassy_executor::task]
+    async fn http_task(stack: Stack<'static>) {
+        let app = app::router();
         // The layer stack, outermost first: one line per layer.
         let layers = ConnectionBuilder::new()
             .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
@@ -91,43 +96,59 @@ mod layered {
             .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
             .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
             .layer(NoDelay::new()); // Nagle off: the body follows the head at once
-        // Backs off on accept errors and never leaves the loop.
-        let mut accepts = AcceptLoop::default();
-        loop {
-            accepts.accept_socket(&mut socket, HTTP_PORT).await;
-            let _open = stats::OpenConnection::new();
-            let mut http_buffer = HTTP_BUFFERS.take().await;
-            let conn = PicoserveSocket::new(layers.wrap(&mut socket));
-            // picoserve ends the connection through the stack (`Connection::end`); the
-            // quiet layer has logged how at the right level, so the result here is
-            // only a debug line.
-            match picoserve::Server::new(app, &CONFIG, &mut http_buffer[..])
-                .serve(conn)
-                .await
-            {
-                Ok(done) => debug!("http[{}]: {} requests", id, done.handled_requests_count),
-                Err(err) => {
-                    stats::server_error();
-                    debug!("http[{}]: ended: {:?}", id, err);
+        let mut buffers: Buffers<HTTP_SOCKETS, TCP_RX_BYTES, TCP_TX_BYTES> =
+            [([0; TCP_RX_BYTES], [0; TCP_TX_BYTES]); HTTP_SOCKETS];
+        // One accept loop per socket; accept errors back off, the loops never exit.
+        serve(
+            stack,
+            ServeConfig::new(HTTP_PORT),
+            &mut buffers,
+            &layers,
+            async |conn| {
+                let _open = stats::OpenConnection::new();
+                let mut http_buffer = HTTP_BUFFERS.take().await;
+                // picoserve ends the connection through the stack (`Connection::end`);
+                // the quiet layer has logged how, at the right level, so the result
+                // here is only a debug line.
+                match picoserve::Server::new(&app, &CONFIG, &mut http_buffer[..])
+                    .serve(PicoserveSocket::new(conn))
+                    .await
+                {
+                    Ok(done) => debug!("http: {} requests", done.handled_requests_count),
+                    Err(err) => {
+                        stats::server_error();
+                        debug!("http: ended: {:?}", err);
+                    }
                 }
-            }
-        }
+            },
+        )
+        .await
     }
 }
 
 #[cfg(feature = "no-layers")]
 mod plain {
+    use embassy_executor::Spawner;
     use embassy_time::Timer;
     use log::{debug, error, warn};
 
     use super::*;
+    use crate::{HTTP_SOCKETS, app};
 
     /// Shown in the boot log.
     pub const DESCRIPTION: &str = "no layers";
 
-    /// One socket's accept loop, as picoserve's `listen_and_serve` writes it; never
-    /// returns.
-    pub async fn worker(id: usize, stack: Stack<'static>, app: &Router<impl PathRouter>) -> ! {
+    /// Starts the HTTP server: one task per socket, as picoserve's examples do.
+    pub fn start(spawner: &Spawner, stack: Stack<'static>) {
+        for id in 0..HTTP_SOCKETS {
+            spawner.spawn(http_task(id, stack).expect("pool sized for HTTP_SOCKETS"));
+        }
+    }
+
+    /// One socket's accept loop, as picoserve's `listen_and_serve` writes it.
+    #[embassy_executor::task(pool_size = HTTP_SOCKETS)]
+    async fn http_task(id: usize, stack: Stack<'static>) {
+        let app = app::router();
         let mut rx = [0; TCP_RX_BYTES];
         let mut tx = [0; TCP_TX_BYTES];
         let mut http_buffer = [0; HTTP_BUFFER_BYTES];
@@ -141,7 +162,7 @@ mod plain {
             let _open = stats::OpenConnection::new();
             socket.set_keep_alive(Some(Duration::from_secs(30)));
             socket.set_timeout(Some(Duration::from_secs(45)));
-            match picoserve::Server::new(app, &CONFIG, &mut http_buffer)
+            match picoserve::Server::new(&app, &CONFIG, &mut http_buffer)
                 .serve(socket)
                 .await
             {

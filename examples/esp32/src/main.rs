@@ -21,7 +21,7 @@ mod stats;
 mod stream_routes;
 
 use embassy_executor::Spawner;
-use embassy_net::{Runner, Stack, StackResources};
+use embassy_net::{Runner, StackResources};
 use embassy_time::{Duration, Timer};
 use esp_backtrace as _;
 use esp_hal::{clock::CpuClock, rng::Rng, timer::timg::TimerGroup};
@@ -117,9 +117,7 @@ async fn main(spawner: Spawner) -> ! {
         );
     }
 
-    for id in 0..HTTP_SOCKETS {
-        spawner.spawn(http_task(id, stack).expect("pool sized for HTTP_SOCKETS"));
-    }
+    layers::start(&spawner, stack);
 
     loop {
         Timer::after(Duration::from_secs(60)).await;
@@ -149,10 +147,4 @@ async fn wifi_task(mut controller: WifiController<'static>) {
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Interface>) {
     runner.run().await
-}
-
-/// One HTTP socket and its accept loop.
-#[embassy_executor::task(pool_size = HTTP_SOCKETS)]
-async fn http_task(id: usize, stack: Stack<'static>) {
-    layers::worker(id, stack, &app::router()).await
 }
