@@ -1,11 +1,11 @@
 //! A camera page on an ESP32: Wi-Fi station, DHCP, embassy-net, picoserve, and every
 //! HTTP connection wrapped in tcp-layers.
 //!
-//! The page chain-loads 128 kB JPEG frames back to back, keeps a Server-Sent Events
-//! stream open and polls a JSON counter page: the load that makes a plain embassy-net
-//! server log errors for every browser cancel, starve its other clients and run out of
-//! sockets. `src/layers.rs` holds the layer stack, one line per layer; build with the
-//! feature `no-layers` for the same firmware on the bare socket.
+//! The page chain-loads 128 kB JPEG frames back to back and keeps a Server-Sent Events
+//! stream open beside them: the load that makes a plain embassy-net server log errors
+//! for every browser cancel, starve its other clients and run out of sockets.
+//! `src/layers.rs` holds the layer stack, one line per layer; build with the feature
+//! `no-layers` for the same firmware on the bare socket.
 //!
 //! Set `SSID` and `PASSWORD` in the environment at build time.
 #![no_std]
