@@ -9,37 +9,27 @@
 //!
 //! ```no_run
 //! use embassy_net::{Stack, tcp::TcpSocket};
-//! use tcp_layers::{CloseReason, Connection, ConnectionBuilder};
-//! use tcp_layers_chunked::ChunkedLayer;
-//! use tcp_layers_limit::{AcceptLoop, Budget, Limit, profile};
-//! use tcp_layers_nodelay::NoDelay;
-//! use tcp_layers_quiet::{Counters, Quiet};
-//! use tcp_layers_reaper::{Reaper, ReaperConfig};
-//! use tcp_layers_timewait::TimeWait;
+//! use tcp_layers::prelude::*;
 //!
-//! static COUNTERS: Counters = Counters::new();
-//! static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3);
-//! static DEADLINES: ReaperConfig = ReaperConfig::http();
+//! static COUNTERS: Counters = Counters::new(); // closes per reason, bytes, active
+//! static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3); // 8 slots, 2 streams
 //!
 //! // One of these per socket (e.g. an `#[embassy_executor::task(pool_size = 8)]`).
 //! async fn http_worker(stack: Stack<'static>) -> ! {
 //!     let (mut rx, mut tx) = ([0u8; 1536], [0u8; 4096]);
 //!     let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
-//!     let layers = ConnectionBuilder::new()
-//!         .layer(Quiet::new(&COUNTERS)) // how it ended: counters, quiet logs
-//!         .layer(Limit::new(&BUDGET)) // budget, LRU purge of idle keep-alive
-//!         .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
-//!         .layer(TimeWait::new()) // bounded close, then RST
-//!         .layer(ChunkedLayer::new()) // 4 KiB write pieces
-//!         .layer(NoDelay::new()); // Nagle off
+//!     let layers = default_stack(&COUNTERS, &BUDGET); // quiet, limit, reaper, timewait, chunked, nodelay
 //!     let mut accepts = AcceptLoop::default(); // backs off on accept errors, never exits
 //!     loop {
 //!         accepts.accept_socket(&mut socket, 80).await;
 //!         let mut conn = layers.wrap(&mut socket);
 //!         let reason = serve(&mut conn).await; // your code, unchanged
-//!         conn.end(reason).await;
+//!         conn.end(reason).await; // FIN, bounded linger, RST: the socket is free
 //!     }
 //! }
+//!
+//! // Any other order or subset is a `ConnectionBuilder`, top to bottom:
+//! // ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)).layer(NoDelay::new())
 //!
 //! // Your request loop: any code that reads and writes an embedded-io-async stream.
 //! async fn serve(conn: &mut impl Connection) -> CloseReason {

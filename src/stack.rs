@@ -13,7 +13,10 @@ use crate::ConnectionBuilder;
 pub type DefaultStack<const N: usize> = ConnectionBuilder<
     Stack<
         NoDelay,
-        Stack<ChunkedLayer, Stack<TimeWait, Stack<Reaper, Stack<Limit<N>, Stack<Quiet, Identity>>>>>,
+        Stack<
+            ChunkedLayer,
+            Stack<TimeWait, Stack<Reaper, Stack<Limit<N>, Stack<Quiet, Identity>>>>,
+        >,
     >,
 >;
 

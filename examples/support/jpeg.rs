@@ -24,7 +24,11 @@ fn frame(index: usize) -> Vec<u8> {
             let base = [
                 (x * 255 / W as usize) as i32,
                 (y * 255 / H as usize) as i32,
-                if in_bar { 250 } else { 96 + ((x ^ y) & 0x3f) as i32 },
+                if in_bar {
+                    250
+                } else {
+                    96 + ((x ^ y) & 0x3f) as i32
+                },
             ];
             for c in base {
                 rgb.push((c + grain).clamp(0, 255) as u8);
