@@ -230,11 +230,17 @@ impl CloseReason {
         }
     }
 
-    /// True when the reason is an orderly end (`PeerClosed`, `LocalClose`): a FIN is the
-    /// right way to finish. For every other reason the default [`Connection::end`]
-    /// aborts, since the peer is gone, hostile or not worth a linger.
+    /// True when the reason is an orderly end, where a FIN is the right way to finish:
+    /// `PeerClosed`, `LocalClose` and `Evicted`. An evicted connection is an idle
+    /// keep-alive one whose last response may still be unacknowledged (eviction can come
+    /// right after the response when a burst arrives, and a server that flushes into the
+    /// send buffer does not wait for the ACK): an RST would drop that tail, while a
+    /// browser answers a FIN within a round trip. For every other reason the default
+    /// [`Connection::end`] aborts, since the peer is gone, hostile or not worth a linger
+    /// (`Reaped(Idle)` included: after seconds of silence nothing is in flight, and a
+    /// silent peer would hold a FIN-closed socket in FIN_WAIT_2).
     pub const fn is_orderly(self) -> bool {
-        matches!(self, Self::PeerClosed | Self::LocalClose)
+        matches!(self, Self::PeerClosed | Self::LocalClose | Self::Evicted)
     }
 
     /// True when the peer caused the end (a cancel, a reset, a clean close): nothing the
@@ -550,6 +556,9 @@ mod tests {
     fn orderly_and_peer_caused_are_disjoint_where_they_should_be() {
         assert!(CloseReason::PeerClosed.is_orderly() && CloseReason::PeerClosed.is_peer_caused());
         assert!(!CloseReason::ClientCancelled.is_orderly());
+        assert!(CloseReason::Evicted.is_orderly());
+        assert!(!CloseReason::Reaped(Deadline::Idle).is_orderly());
+        assert!(!CloseReason::Reaped(Deadline::Stall).is_orderly());
         assert!(!CloseReason::Reaped(Deadline::Stall).is_peer_caused());
         assert!(!CloseReason::LocalError.is_peer_caused());
     }

@@ -225,12 +225,28 @@ impl BudgetConfig {
 pub mod profile {
     use super::BudgetConfig;
 
-    /// ESP32: 6 slots, 1 stream, 5 requests, PCB threshold 12.
-    pub const ESP32: BudgetConfig = BudgetConfig::new(6, 1, 5).with_pcb_threshold(12);
-    /// ESP32-S3: 8 slots, 2 streams, 6 requests, PCB threshold 14.
-    pub const ESP32_S3: BudgetConfig = BudgetConfig::new(8, 2, 6).with_pcb_threshold(14);
-    /// ESP32-C3: 4 slots, 1 stream, 3 requests, PCB threshold 10.
-    pub const ESP32_C3: BudgetConfig = BudgetConfig::new(4, 1, 3).with_pcb_threshold(10);
-    /// ESP32-C6: 6 slots, 1 stream, 5 requests, PCB threshold 12.
-    pub const ESP32_C6: BudgetConfig = BudgetConfig::new(6, 1, 5).with_pcb_threshold(12);
+    // The reserve of each profile is `total - 2`: a browser opens up to six
+    // connections in the same millisecond, and a SYN that finds no listening socket is
+    // reset at once, so a second device only loads its page if enough listeners are
+    // already free when its burst arrives. Evicting at accept time is too late for the
+    // rest of the burst; evicting idle keep-alive connections after the idle grace
+    // (1 s) keeps listeners free ahead of time and still lets two connections stay
+    // warm between requests.
+
+    /// ESP32: 6 slots, 1 stream, 5 requests, reserve 4, PCB threshold 12.
+    pub const ESP32: BudgetConfig = BudgetConfig::new(6, 1, 5)
+        .with_reserve(4)
+        .with_pcb_threshold(12);
+    /// ESP32-S3: 8 slots, 2 streams, 6 requests, reserve 6, PCB threshold 14.
+    pub const ESP32_S3: BudgetConfig = BudgetConfig::new(8, 2, 6)
+        .with_reserve(6)
+        .with_pcb_threshold(14);
+    /// ESP32-C3: 4 slots, 1 stream, 3 requests, reserve 2, PCB threshold 10.
+    pub const ESP32_C3: BudgetConfig = BudgetConfig::new(4, 1, 3)
+        .with_reserve(2)
+        .with_pcb_threshold(10);
+    /// ESP32-C6: 6 slots, 1 stream, 5 requests, reserve 4, PCB threshold 12.
+    pub const ESP32_C6: BudgetConfig = BudgetConfig::new(6, 1, 5)
+        .with_reserve(4)
+        .with_pcb_threshold(12);
 }
