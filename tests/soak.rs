@@ -23,7 +23,7 @@ use tcp_layers_core::{
 };
 use tcp_layers_limit::{Budget, profile};
 use tcp_layers_pool::Pool;
-use tcp_layers_quiet::Counters;
+use tcp_layers_quiet::{CounterSnapshot, Counters};
 use tcp_layers_reaper::ReaperConfig;
 use tcp_layers_sim::client::{
     self, ClientBuffers, ClientError, ClientOptions, PeerEnd, Response, Session,
@@ -46,6 +46,10 @@ const SOCKETS: usize = 8;
 /// the hostile ones hold theirs for seconds, so slots are contended and the budget
 /// has to evict, refuse and shed.
 const WORKERS: usize = 10;
+/// The longest a server socket waits for the peer's side of a handshake: twice the
+/// 7 s a client takes to send its SYN three times (at 0, 1 and 3 s, then 7 s). Set as
+/// the socket's smoltcp timeout while it is in `accept()`.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 /// How often a client that was reset before its response tries again before it gives
 /// up.
 const MAX_RETRIES: u64 = 8;
@@ -655,6 +659,48 @@ fn on_event(e: &Event) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Opens one connection per server socket at once from a new client host, holds each
+/// for 500 ms, then resets it; returns how many connected. A SYN that finds no socket
+/// listening is reset, so this counts the sockets that really listen.
+async fn probe(net: &Net, server: SocketAddr) -> usize {
+    let prober = net.client();
+    let probes: Vec<_> = (0..SOCKETS)
+        .map(|_| {
+            let stack = prober.stack;
+            spawn(async move { client::silent(stack, server, Duration::from_millis(500)).await })
+        })
+        .collect();
+    let mut answered = 0;
+    for probe in probes {
+        if probe.await.expect("a probe").is_ok() {
+            answered += 1;
+        }
+    }
+    answered
+}
+
+/// What is held once every client is gone and the server has drained: taken inside
+/// the run, before its end drops the server's tasks (and with them anything a task
+/// still held).
+#[derive(Debug)]
+struct Held {
+    budget_active: u16,
+    budget_permits: u16,
+    pool_in_use: usize,
+    counts: CounterSnapshot,
+}
+
+impl Held {
+    fn now() -> Self {
+        Self {
+            budget_active: BUDGET.active(),
+            budget_permits: BUDGET.permits_outstanding(),
+            pool_in_use: SCRATCH.in_use(),
+            counts: COUNTERS.snapshot(),
+        }
+    }
+}
+
 /// What the run measured, for the invariants checked after it.
 struct Report {
     tallies: BTreeMap<Behaviour, Tally>,
@@ -662,8 +708,14 @@ struct Report {
     server_accepted: u64,
     requests_served: u64,
     virtual_time: Duration,
+    /// From the last client's end until every slot loop was back in `accept()`.
     drain: Option<Duration>,
-    listening: usize,
+    /// Handshakes the handshake bound ended (accept() returned a closed socket).
+    half_open: u64,
+    /// Sockets that answered a SYN after the drain (a probe client per socket, the
+    /// link clean).
+    answered: usize,
+    held: Held,
 }
 
 fn soak(connections: u64, seed: u64) -> Report {
@@ -680,19 +732,44 @@ fn soak(connections: u64, seed: u64) -> Report {
         let layers = default_stack(&COUNTERS, &BUDGET);
         let requests_served = Rc::new(std::cell::Cell::new(0u64));
         let served = requests_served.clone();
+        let half_open_ended = Rc::new(std::cell::Cell::new(0u64));
+        let half_open = half_open_ended.clone();
         let srv = server::spawn_server(device.stack, PORT, SOCKETS, async move |socket| {
+            if socket.state() == TcpState::Closed {
+                // accept() returned a handshake that timed out.
+                half_open.set(half_open.get() + 1);
+            }
+            // The connection runs under the layers' deadlines, not a socket timeout.
+            socket.set_timeout(None);
             let mut conn = Pooled {
-                inner: layers.wrap(socket),
+                inner: layers.wrap(&mut *socket),
             };
             let outcome = responder::serve(&mut conn, &ROUTES).await;
             served.set(served.get() + u64::from(outcome.requests));
+            drop(conn);
+            // For the socket's next accept(): a handshake bound, which the simulator's
+            // hand-written accept loop lacks (see
+            // `a_half_open_handshake_does_not_hold_a_socket_for_good`).
+            socket.set_timeout(Some(HANDSHAKE_LIMIT));
         });
         srv.wait_listening(SOCKETS).await;
+        let server_addr = device.addr(PORT);
+        // One connection per socket before the mix starts, with the link clean: every
+        // socket answers, and every socket has run the handler once (so its handshakes
+        // are bounded from here on).
+        let answered_at_start = probe(&net, server_addr).await;
+        assert_eq!(
+            answered_at_start, SOCKETS,
+            "every socket answers at the start"
+        );
+        srv.wait_until(|h| h.listening() == SOCKETS).await;
 
         let loss_net = net.clone();
+        let lossy = Rc::new(std::cell::Cell::new(true));
+        let keep_lossy = lossy.clone();
         spawn(async move {
             let mut rng = Rng(seed ^ 0x1055);
-            loop {
+            while keep_lossy.get() {
                 let loss = rng.range(0, 101) as f64 / 1000.0;
                 loss_net.set_loss(Direction::Up, loss);
                 loss_net.set_loss(Direction::Down, loss);
@@ -706,7 +783,6 @@ fn soak(connections: u64, seed: u64) -> Report {
             tallies: BTreeMap::new(),
             wrong: Vec::new(),
         }));
-        let server_addr = device.addr(PORT);
         let workers: Vec<_> = (0..WORKERS)
             .map(|_| spawn(worker(net.client(), server_addr, plan.clone())))
             .collect();
@@ -721,6 +797,24 @@ fn soak(connections: u64, seed: u64) -> Report {
         )
         .await;
         let drain = drained.ok().map(|()| Instant::now() - clients_done);
+
+        // A slot loop counts as listening from its call to accept() on; whether its
+        // socket takes a connection only a SYN tells. With the link clean, one probe
+        // per socket connects at once and holds its connection, so each SYN needs
+        // another listening socket.
+        lossy.set(false);
+        net.set_loss(Direction::Up, 0.0);
+        net.set_loss(Direction::Down, 0.0);
+        let answered = probe(&net, server_addr).await;
+        // The probes reset their connections; let the server end them too.
+        let _ = with_timeout(
+            largest_deadline(),
+            srv.wait_until(|h| h.listening() == SOCKETS),
+        )
+        .await;
+        Timer::after(TimeWait::DEFAULT_LINGER).await;
+        let held = Held::now();
+
         let plan = Rc::try_unwrap(plan)
             .ok()
             .expect("workers are done")
@@ -732,7 +826,9 @@ fn soak(connections: u64, seed: u64) -> Report {
             requests_served: requests_served.get(),
             virtual_time: Instant::now() - Instant::from_ticks(0),
             drain,
-            listening: srv.listening(),
+            half_open: half_open_ended.get(),
+            answered,
+            held,
         }
     })
     .expect("the soak ends: no client or server hangs")
@@ -777,10 +873,10 @@ fn soak_random_clients_against_the_default_stack() {
         );
         verified += tally.verified;
     }
-    let counts = COUNTERS.snapshot();
+    let counts = report.held.counts;
     println!(
-        "  server: accepted {}, requests served {}",
-        report.server_accepted, report.requests_served
+        "  server: accepted {}, requests served {}, half-open handshakes ended by the bound {}",
+        report.server_accepted, report.requests_served, report.half_open
     );
     println!("  closes: {counts}");
     println!(
@@ -796,12 +892,14 @@ fn soak_random_clients_against_the_default_stack() {
         SCRATCH.peak_in_use(),
         SCRATCH.capacity(),
         SCRATCH.waited(),
-        SCRATCH.in_use()
+        report.held.pool_in_use
     );
     println!(
-        "  every socket listening {} ms after the last client (bound {} ms)",
+        "  every slot back in accept() {} ms after the last client (bound {} ms); {} of {} sockets answered a SYN",
         report.drain.map_or(-1, |d| d.as_millis() as i64),
-        largest_deadline().as_millis()
+        largest_deadline().as_millis(),
+        report.answered,
+        SOCKETS
     );
 
     assert!(
@@ -821,15 +919,21 @@ fn soak_random_clients_against_the_default_stack() {
         );
     }
     assert!(verified > 0, "no legitimate response completed");
-    assert_eq!(
-        report.listening,
-        SOCKETS,
-        "every server socket listens again within {} ms of the last client",
+    assert!(
+        report.drain.is_some(),
+        "every slot back in accept() within {} ms of the last client",
         largest_deadline().as_millis()
     );
-    assert_eq!(BUDGET.active(), 0, "budget slots held after the run");
-    assert_eq!(BUDGET.permits_outstanding(), 0, "budget permits leaked");
-    assert_eq!(SCRATCH.in_use(), 0, "pool buffers leaked");
+    assert_eq!(
+        report.answered, SOCKETS,
+        "every server socket takes a connection again"
+    );
+    assert_eq!(
+        report.held.budget_active, 0,
+        "budget slots held after the run"
+    );
+    assert_eq!(report.held.budget_permits, 0, "budget permits leaked");
+    assert_eq!(report.held.pool_in_use, 0, "pool buffers leaked");
     assert_eq!(counts.active, 0, "connections counted active after the run");
     assert_eq!(
         counts.accepted,
@@ -845,4 +949,94 @@ fn soak_random_clients_against_the_default_stack() {
         0,
         "no close was the device's own fault"
     );
+}
+
+/// Found by the soak (seed 0x50a4, 5 000 connections: 7 of 8 sockets answered a SYN
+/// afterwards). smoltcp lets a SYN retransmitted after a lost SYN-ACK land on another
+/// listening socket of the same port, which completes the handshake; the first socket
+/// stays in SYN-RECEIVED for the same peer, retransmitting its SYN-ACK. If the peer's
+/// RST never arrives (it vanished, or every RST is lost), smoltcp has no SYN-RECEIVED
+/// timeout: that socket's `accept()` never returns and the slot is gone for good,
+/// before any layer sees a connection. Here on the facade's `serve` helper with the
+/// default stack; the simulator's hand-written accept loop does the same.
+#[test]
+#[ignore = "known: an accept loop needs a handshake bound (reported to the lead)"]
+fn a_half_open_handshake_does_not_hold_a_socket_for_good() {
+    use tcp_layers::{Buffers, ServeConfig, serve};
+    static OWN_COUNTERS: Counters = Counters::new();
+    static OWN_BUDGET: Budget<2> = Budget::new(tcp_layers_limit::BudgetConfig::new(2, 0, 2));
+    let answered = tcp_layers_sim::run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let stack = device.stack;
+        let buffers: &'static mut Buffers<2, 2048, 8192> =
+            Box::leak(Box::new([([0; 2048], [0; 8192]); 2]));
+        spawn(async move {
+            let layers = default_stack(&OWN_COUNTERS, &OWN_BUDGET);
+            serve(
+                stack,
+                ServeConfig::new(PORT),
+                buffers,
+                &layers,
+                async |conn| {
+                    responder::serve(conn, &ROUTES).await;
+                },
+            )
+            .await
+        });
+        Timer::after_millis(10).await;
+        let server_addr = device.addr(PORT);
+
+        // A first client holds the first socket for 800 ms, so the visitor's SYN finds
+        // the second one, whose SYN-ACK is lost. The first socket listens again before
+        // the visitor's SYN is retransmitted (1 s later) and completes the handshake
+        // with it. The visitor reads the start of its response and vanishes.
+        let first = net.client();
+        let holder = spawn(async move {
+            client::silent(first.stack, server_addr, Duration::from_millis(800)).await
+        });
+        Timer::after_millis(100).await;
+        net.set_loss(Direction::Down, 1.0);
+        let visitor = net.client();
+        let net2 = net.clone();
+        let visit = spawn(async move {
+            client::vanish_after(&net2, visitor.stack, server_addr, "/", 100).await
+        });
+        Timer::after_millis(100).await;
+        net.set_loss(Direction::Down, 0.0);
+        assert!(holder.await.expect("the holder task").is_ok());
+        let visit = visit.await.expect("the visit task");
+        println!("  the visit: {visit:?}");
+        assert!(
+            visit.is_ok(),
+            "the handshake completed on the second socket"
+        );
+
+        // Long after every deadline, both sockets should take a connection.
+        Timer::after(Duration::from_secs(60)).await;
+        let prober = net.client();
+        let probes: Vec<_> = (0..2)
+            .map(|_| {
+                let stack = prober.stack;
+                spawn(async move {
+                    client::silent(stack, server_addr, Duration::from_millis(500)).await
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for probe in probes {
+            if probe.await.expect("a probe").is_ok() {
+                answered += 1;
+            }
+        }
+        let synacks = net
+            .trace()
+            .iter()
+            .filter(|p| p.src.ip() == &tcp_layers_sim::SERVER_IP && p.flags.syn())
+            .count();
+        println!("  SYN-ACKs the server sent in all: {synacks}");
+        answered
+    });
+    println!("sockets that take a connection 60 s after a half-open handshake: {answered} of 2");
+    assert_eq!(answered, 2, "a socket stays in SYN-RECEIVED for good");
 }
