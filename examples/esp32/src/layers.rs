@@ -1,15 +1,24 @@
-//! The HTTP server: accept, serve with picoserve, close, repeat, on every socket. With
-//! the layers (the default) the accept loops are tcp-layers' `serve` and every
-//! connection goes through the layer stack; with the feature `no-layers` it is one task
-//! per socket running the plain loop of picoserve's own `listen_and_serve`, which is
-//! what CI compares to measure the layers' code size.
+//! The HTTP server: accept, serve with picoserve, close, repeat, on every socket. The
+//! accept loops are tcp-layers' `serve` and every connection goes through the layer
+//! stack; with the feature `no-layers` the stack is empty and nothing else changes, so
+//! the two builds differ by exactly the layers' code (what CI measures).
+use embassy_executor::Spawner;
 use embassy_net::Stack;
-#[cfg(feature = "no-layers")]
-use embassy_net::tcp::TcpSocket;
 use embassy_time::Duration;
+use log::debug;
 use picoserve::{Config, Timeouts};
+#[cfg(not(feature = "no-layers"))]
+use tcp_layers::{
+    Budget, BudgetConfig, Counters, Limit, NoDelay, Quiet, Reaper, ReaperConfig, TimeWait,
+    chunked::ChunkedLayer, limit::StackServices, profile,
+};
+use tcp_layers::{
+    Buffers, ConnectionBuilder, Pool, ServeConfig, adapters::picoserve::PicoserveSocket, serve,
+};
 
-use crate::{HTTP_PORT, stats};
+use crate::{HTTP_PORT, HTTP_SOCKETS, app, stats};
+#[cfg(not(feature = "no-layers"))]
+use crate::{STACK_SOCKETS, stream_routes::StreamRoutes};
 
 /// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
 /// 2 kB holds one with its cookies and a pipelined second one.
@@ -34,145 +43,87 @@ const TIMEOUTS: Timeouts = Timeouts {
 /// Keep-alive on: the page fetches frames back to back on one connection.
 static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
 
+/// Shown in the boot log.
 #[cfg(not(feature = "no-layers"))]
-pub use layered::{DESCRIPTION, start};
+pub const DESCRIPTION: &str =
+    "layers: quiet, stream routes, limit, reaper, timewait, chunked, nodelay";
+/// Shown in the boot log.
 #[cfg(feature = "no-layers")]
-pub use plain::{DESCRIPTION, start};
+pub const DESCRIPTION: &str = "no layers";
 
+/// The chip's budget: total, stream and request slots.
+#[cfg(all(feature = "esp32s3", not(feature = "no-layers")))]
+const PROFILE: BudgetConfig = profile::ESP32_S3;
+#[cfg(all(feature = "esp32c3", not(feature = "no-layers")))]
+const PROFILE: BudgetConfig = profile::ESP32_C3;
+#[cfg(all(feature = "esp32c6", not(feature = "no-layers")))]
+const PROFILE: BudgetConfig = profile::ESP32_C6;
+
+/// The connection budget; `fits_stack` fails the build if embassy-net's
+/// `StackResources` has no room for it beside the DHCP client.
 #[cfg(not(feature = "no-layers"))]
-mod layered {
-    use embassy_executor::Spawner;
-    use log::debug;
-    use tcp_layers::{
-        Budget, BudgetConfig, Buffers, ConnectionBuilder, Counters, Limit, NoDelay, Pool, Quiet,
-        Reaper, ReaperConfig, ServeConfig, TimeWait, adapters::picoserve::PicoserveSocket,
-        chunked::ChunkedLayer, limit::StackServices, profile, serve,
-    };
+static BUDGET: Budget<HTTP_SOCKETS> =
+    Budget::new(PROFILE.fits_stack(STACK_SOCKETS, StackServices::Dhcp));
+/// How connections ended, per reason; `/stats` shows them (via the event hook).
+#[cfg(not(feature = "no-layers"))]
+static CLOSES: Counters = Counters::new();
+/// Deadlines for idle, slow and stalled clients: the HTTP defaults.
+#[cfg(not(feature = "no-layers"))]
+static DEADLINES: ReaperConfig = ReaperConfig::http();
+/// The paths picoserve streams: Server-Sent Events.
+#[cfg(not(feature = "no-layers"))]
+static STREAM_PATHS: [&str; 1] = ["/events"];
+/// picoserve's request buffers, one per connection being served: taken after the
+/// accept and returned when the connection ends, however it ends. The accept loops
+/// share one handler, so the buffer cannot belong to a loop.
+static HTTP_BUFFERS: Pool<HTTP_SOCKETS, HTTP_BUFFER_BYTES> = Pool::new();
 
-    use super::*;
-    use crate::{HTTP_SOCKETS, STACK_SOCKETS, app, stream_routes::StreamRoutes};
-
-    /// Shown in the boot log.
-    pub const DESCRIPTION: &str =
-        "layers: quiet, stream routes, limit, reaper, timewait, chunked, nodelay";
-
-    /// The chip's budget: total, stream and request slots.
-    #[cfg(feature = "esp32s3")]
-    const PROFILE: BudgetConfig = profile::ESP32_S3;
-    #[cfg(feature = "esp32c3")]
-    const PROFILE: BudgetConfig = profile::ESP32_C3;
-    #[cfg(feature = "esp32c6")]
-    const PROFILE: BudgetConfig = profile::ESP32_C6;
-
-    /// The connection budget; `fits_stack` fails the build if embassy-net's
-    /// `StackResources` has no room for it beside the DHCP client.
-    static BUDGET: Budget<HTTP_SOCKETS> =
-        Budget::new(PROFILE.fits_stack(STACK_SOCKETS, StackServices::Dhcp));
-    /// How connections ended, per reason; `/stats` shows them (via the event hook).
-    static CLOSES: Counters = Counters::new();
-    /// Deadlines for idle, slow and stalled clients: the HTTP defaults.
-    static DEADLINES: ReaperConfig = ReaperConfig::http();
-    /// picoserve's request buffers, one per connection being served: taken after the
-    /// accept and returned when the connection ends, however it ends. The accept loops
-    /// share one handler, so the buffer cannot belong to a loop.
-    static HTTP_BUFFERS: Pool<HTTP_SOCKETS, HTTP_BUFFER_BYTES> = Pool::new();
-    /// The paths picoserve streams: Server-Sent Events.
-    static STREAM_PATHS: [&str; 1] = ["/events"];
-
-    /// Starts the HTTP server: one task holding every socket's accept loop.
-    pub fn start(spawner: &Spawner, stack: Stack<'static>) {
-        spawner.spawn(http_task(stack).expect("one HTTP task"));
-    }
-
-    #[embassy_executor::task]
-    async fn http_task(stack: Stack<'static>) {
-        let app = app::router();
-        // The layer stack, outermost first: one line per layer.
-        let layers = ConnectionBuilder::new()
-            .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
-            .layer(StreamRoutes::new(&STREAM_PATHS)) // /events counts as a stream
-            .layer(Limit::new(&BUDGET)) // budget per class, evicts idle keep-alive
-            .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
-            .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
-            .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
-            .layer(NoDelay::new()); // Nagle off: the body follows the head at once
-        let mut buffers: Buffers<HTTP_SOCKETS, TCP_RX_BYTES, TCP_TX_BYTES> =
-            [([0; TCP_RX_BYTES], [0; TCP_TX_BYTES]); HTTP_SOCKETS];
-        // One accept loop per socket; accept errors back off, the loops never exit.
-        serve(
-            stack,
-            ServeConfig::new(HTTP_PORT),
-            &mut buffers,
-            &layers,
-            async |conn| {
-                let _open = stats::OpenConnection::new();
-                let mut http_buffer = HTTP_BUFFERS.take().await;
-                // picoserve ends the connection through the stack (`Connection::end`);
-                // the quiet layer has logged how, at the right level, so the result
-                // here is only a debug line.
-                match picoserve::Server::new(&app, &CONFIG, &mut http_buffer[..])
-                    .serve(PicoserveSocket::new(conn))
-                    .await
-                {
-                    Ok(done) => debug!("http: {} requests", done.handled_requests_count),
-                    Err(err) => {
-                        stats::server_error();
-                        debug!("http: ended: {:?}", err);
-                    }
-                }
-            },
-        )
-        .await
-    }
+/// Starts the HTTP server: one task holding every socket's accept loop.
+pub fn start(spawner: &Spawner, stack: Stack<'static>) {
+    spawner.spawn(http_task(stack).expect("one HTTP task"));
 }
 
-#[cfg(feature = "no-layers")]
-mod plain {
-    use embassy_executor::Spawner;
-    use embassy_time::Timer;
-    use log::{debug, error, warn};
-
-    use super::*;
-    use crate::{HTTP_SOCKETS, app};
-
-    /// Shown in the boot log.
-    pub const DESCRIPTION: &str = "no layers";
-
-    /// Starts the HTTP server: one task per socket, as picoserve's examples do.
-    pub fn start(spawner: &Spawner, stack: Stack<'static>) {
-        for id in 0..HTTP_SOCKETS {
-            spawner.spawn(http_task(id, stack).expect("pool sized for HTTP_SOCKETS"));
-        }
-    }
-
-    /// One socket's accept loop, as picoserve's `listen_and_serve` writes it.
-    #[embassy_executor::task(pool_size = HTTP_SOCKETS)]
-    async fn http_task(id: usize, stack: Stack<'static>) {
-        let app = app::router();
-        let mut rx = [0; TCP_RX_BYTES];
-        let mut tx = [0; TCP_TX_BYTES];
-        let mut http_buffer = [0; HTTP_BUFFER_BYTES];
-        loop {
-            let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
-            if let Err(err) = socket.accept(HTTP_PORT).await {
-                warn!("http[{}]: accept failed: {:?}", id, err);
-                Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
+#[embassy_executor::task]
+async fn http_task(stack: Stack<'static>) {
+    let app = app::router();
+    // The layer stack, outermost first: one line per layer.
+    #[cfg(not(feature = "no-layers"))]
+    let layers = ConnectionBuilder::new()
+        .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
+        .layer(StreamRoutes::new(&STREAM_PATHS)) // /events counts as a stream
+        .layer(Limit::new(&BUDGET)) // budget per class, evicts idle keep-alive
+        .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
+        .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
+        .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
+        .layer(NoDelay::new()); // Nagle off: the body follows the head at once
+    // The same server on the bare socket: what the layers cost is the difference.
+    #[cfg(feature = "no-layers")]
+    let layers = ConnectionBuilder::new();
+    let mut buffers: Buffers<HTTP_SOCKETS, TCP_RX_BYTES, TCP_TX_BYTES> =
+        [([0; TCP_RX_BYTES], [0; TCP_TX_BYTES]); HTTP_SOCKETS];
+    // One accept loop per socket; accept errors back off, the loops never exit.
+    serve(
+        stack,
+        ServeConfig::new(HTTP_PORT),
+        &mut buffers,
+        &layers,
+        async |conn| {
             let _open = stats::OpenConnection::new();
-            socket.set_keep_alive(Some(Duration::from_secs(30)));
-            socket.set_timeout(Some(Duration::from_secs(45)));
-            match picoserve::Server::new(&app, &CONFIG, &mut http_buffer)
-                .serve(socket)
+            let mut http_buffer = HTTP_BUFFERS.take().await;
+            // picoserve ends the connection through the stack (`Connection::end`);
+            // the quiet layer has logged how, at the right level, so the result
+            // here is only a debug line.
+            match picoserve::Server::new(&app, &CONFIG, &mut http_buffer[..])
+                .serve(PicoserveSocket::new(conn))
                 .await
             {
-                Ok(done) => debug!("http[{}]: {} requests", id, done.handled_requests_count),
+                Ok(done) => debug!("http: {} requests", done.handled_requests_count),
                 Err(err) => {
                     stats::server_error();
-                    // What picoserve's own loop does: every browser cancel lands here.
-                    error!("http[{}]: {:?}", id, err);
+                    debug!("http: ended: {:?}", err);
                 }
             }
-        }
-    }
+        },
+    )
+    .await
 }
