@@ -90,6 +90,10 @@ struct Peer {
     window: usize,
     /// Bytes after which the peer resets the connection (`usize::MAX`: never).
     resets_after: usize,
+    /// Writes wait once before they act (the default); `false` makes them complete at
+    /// their first poll, as into a socket buffer with room, so the chunked layer's own
+    /// yield between pieces is the await point.
+    writes_wait: bool,
 }
 
 impl Peer {
@@ -99,6 +103,7 @@ impl Peer {
             fin: false,
             window: usize::MAX,
             resets_after: usize::MAX,
+            writes_wait: true,
         }
     }
 }
@@ -163,7 +168,9 @@ impl Read for Mock {
 
 impl Write for Mock {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
-        yield_now().await;
+        if self.peer.writes_wait {
+            yield_now().await;
+        }
         poll_fn(|_| {
             if !self.state.may_send() {
                 return Poll::Ready(Err(MockError));
@@ -541,6 +548,25 @@ fn every_layer_future_dropped_at_every_await_leaks_nothing() {
             Op::Flush,
             Op::Read,
             Op::End(CloseReason::PeerClosed),
+        ],
+        bystander: false,
+    });
+
+    // A socket buffer with room: every write completes at once, and the chunked layer
+    // yields to the executor after each 4096 bytes.
+    drops += report(Scenario {
+        name: "chunked yields",
+        layers: stack,
+        budget: WIDE,
+        peer: Peer {
+            writes_wait: false,
+            ..Peer::new(REQUEST)
+        },
+        ops: &[
+            Op::ReadHead,
+            Op::Write(20_000),
+            Op::Flush,
+            Op::End(CloseReason::LocalClose),
         ],
         bystander: false,
     });
