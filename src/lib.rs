@@ -63,6 +63,17 @@ mod stack;
     feature = "reaper",
     feature = "timewait",
     feature = "chunked",
+    feature = "nodelay",
+    feature = "embassy-net",
+    target_pointer_width = "32"
+))]
+pub use stack::DEFAULT_STACK_BYTES_PER_CONNECTION;
+#[cfg(all(
+    feature = "quiet",
+    feature = "limit",
+    feature = "reaper",
+    feature = "timewait",
+    feature = "chunked",
     feature = "nodelay"
 ))]
 pub use stack::{DefaultStack, default_stack};

@@ -67,3 +67,18 @@ pub fn default_stack<const N: usize>(
         .layer(ChunkedLayer::new())
         .layer(NoDelay::new())
 }
+
+/// Bytes the default stack adds to each connection on a 32-bit device (ESP32 family),
+/// beyond the `&mut TcpSocket` it wraps: checked when the facade is built for a 32-bit
+/// target with `embassy-net`, so a layer that grows past the budget fails the build.
+#[cfg(all(feature = "embassy-net", target_pointer_width = "32"))]
+pub const DEFAULT_STACK_BYTES_PER_CONNECTION: usize = {
+    type Socket<'a> = &'a mut embassy_net::tcp::TcpSocket<'static>;
+    type Layered<'a> = <DefaultStack<8> as tcp_layers_core::Layer<Socket<'a>>>::Service;
+    let bytes = core::mem::size_of::<Layered<'static>>() - core::mem::size_of::<Socket<'static>>();
+    assert!(
+        bytes <= 64,
+        "the default stack adds more than 64 bytes per connection on a 32-bit device"
+    );
+    bytes
+};
