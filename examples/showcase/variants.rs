@@ -176,6 +176,10 @@ pub fn spawn_server(variant: Variant, device: &Host, port: u16, metering: Meteri
     }
 }
 
+/// The routes of `picoserve_app` that stream: the adapter counts them in the budget's
+/// stream class (a picoserve handler cannot reach the connection to do it).
+static STREAM_PATHS: [&str; 1] = ["/sse"];
+
 /// picoserve's defaults (5 s to the first request, 1 s between keep-alive requests,
 /// 3 s per request, 1 s per write) with keep-alive on.
 static PICOSERVE_CONFIG: Config = Config::new(Timeouts::const_default()).keep_connection_alive();
@@ -213,7 +217,8 @@ async fn picoserve_slot<P: PathRouter>(
         if variant.is_layered() {
             maybe_metered(variant, metering, async {
                 let conn = layers().wrap(&mut socket);
-                let _ = server.serve(PicoserveSocket::new(conn)).await;
+                let socket = PicoserveSocket::new(conn).with_stream_paths(&STREAM_PATHS);
+                let _ = server.serve(socket).await;
             })
             .await;
         } else if let Err(e) = maybe_metered(variant, metering, server.serve(socket)).await {

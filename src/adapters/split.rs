@@ -154,16 +154,25 @@ impl<C: Connection> ErrorType for WriteHalf<'_, C> {
     type Error = C::Error;
 }
 
-impl<C: Connection> Read for ReadHalf<'_, C> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+impl<C: Connection> ReadHalf<'_, C> {
+    /// Runs `op` with the connection, dropped and started again from scratch whenever
+    /// the write half needs the connection: `op` must be cancel-safe (a read that
+    /// consumes no byte before it returns, a flush).
+    pub(crate) async fn run<R>(&mut self, mut op: impl AsyncFnMut(&mut C) -> R) -> R {
         loop {
             let mut turn = self.shared.reader_turn().await;
-            match select(turn.conn.read(buf), self.shared.writer_arrives()).await {
+            match select(op(&mut turn.conn), self.shared.writer_arrives()).await {
                 Either::First(result) => return result,
-                // The inner read is dropped here, before any byte was consumed.
+                // `op` is dropped here, before any byte was consumed.
                 Either::Second(()) => continue,
             }
         }
+    }
+}
+
+impl<C: Connection> Read for ReadHalf<'_, C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        self.run(async |conn: &mut C| conn.read(buf).await).await
     }
 }
 
