@@ -960,7 +960,6 @@ fn soak_random_clients_against_the_default_stack() {
 /// before any layer sees a connection. Here on the facade's `serve` helper with the
 /// default stack; the simulator's hand-written accept loop does the same.
 #[test]
-#[ignore = "known: an accept loop needs a handshake bound (reported to the lead)"]
 fn a_half_open_handshake_does_not_hold_a_socket_for_good() {
     use tcp_layers::{Buffers, ServeConfig, serve};
     static OWN_COUNTERS: Counters = Counters::new();

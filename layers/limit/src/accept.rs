@@ -135,6 +135,14 @@ impl AcceptLoop {
     /// abort follows an `InvalidState` error (e.g. a socket left listening on another
     /// endpoint).
     ///
+    /// A handshake is bounded by [`HANDSHAKE_TIMEOUT`]: smoltcp keeps a socket in
+    /// SYN-RECEIVED for as long as the peer stays silent, so a client whose SYN-ACK was
+    /// lost (its retransmitted SYN completed on another socket) and which then vanished
+    /// would hold this socket forever. The bound is the socket's timeout during
+    /// `accept`; it is cleared once a connection is established, so set your own
+    /// `set_timeout` after this returns. A handshake that times out counts as a failed
+    /// accept (backoff, [`Event::AcceptError`]).
+    ///
     /// Cancel-safe: embassy-net does not undo a `listen` when its `accept` future is
     /// dropped, so a socket nobody serves would go on completing handshakes and leave
     /// clients hanging. Dropping this future mid-accept aborts the socket instead (no
@@ -159,17 +167,42 @@ impl AcceptLoop {
                 socket: &mut *socket,
                 armed: true,
             };
+            listening.socket.set_timeout(Some(HANDSHAKE_TIMEOUT));
             let result = listening.socket.accept(endpoint).await;
             listening.armed = false;
             drop(listening);
-            if let Err(AcceptError::InvalidState) = result {
-                socket.abort();
-                let _ = socket.flush().await;
+            socket.set_timeout(None);
+            match result {
+                Err(AcceptError::InvalidState) => {
+                    socket.abort();
+                    let _ = socket.flush().await;
+                    Err(AcceptFailure::Stack(AcceptError::InvalidState))
+                }
+                Err(e) => Err(AcceptFailure::Stack(e)),
+                // The handshake timed out: the socket was reset to Closed.
+                Ok(()) if socket.state() == State::Closed => Err(AcceptFailure::HandshakeTimedOut),
+                Ok(()) => Ok(()),
             }
-            result
         })
         .await
     }
+}
+
+/// How long a handshake may take before [`AcceptLoop::accept_socket`] gives the socket
+/// back to `accept`: 10 s. A live client's SYN-ACK retransmissions (1 s, 2 s, 4 s on
+/// smoltcp) finish well within it; a peer still silent after 10 s is gone.
+#[cfg(feature = "embassy-net")]
+pub const HANDSHAKE_TIMEOUT: embassy_time::Duration = embassy_time::Duration::from_secs(10);
+
+/// Why one accept failed.
+#[cfg(feature = "embassy-net")]
+#[derive(Debug)]
+enum AcceptFailure {
+    /// embassy-net refused to listen.
+    #[allow(dead_code)] // read through Debug only
+    Stack(embassy_net::tcp::AcceptError),
+    /// The handshake did not complete within [`HANDSHAKE_TIMEOUT`].
+    HandshakeTimedOut,
 }
 
 /// Aborts a socket whose accept was cancelled, so it stops listening.

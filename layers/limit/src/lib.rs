@@ -46,6 +46,8 @@ mod budget;
 mod config;
 mod layer;
 
+#[cfg(feature = "embassy-net")]
+pub use accept::HANDSHAKE_TIMEOUT;
 pub use accept::{AcceptLoop, Backoff};
 pub use budget::{Budget, BudgetStats};
 pub use config::{BudgetConfig, LWIP_PCB_LIMIT, StackServices, profile};
