@@ -48,34 +48,15 @@ pub use tcp_layers_sim as sim;
 mod builder;
 pub use builder::ConnectionBuilder;
 
-#[cfg(all(
-    feature = "quiet",
-    feature = "limit",
-    feature = "reaper",
-    feature = "timewait",
-    feature = "chunked",
-    feature = "nodelay"
-))]
+#[cfg(feature = "default-stack")]
 mod stack;
 #[cfg(all(
-    feature = "quiet",
-    feature = "limit",
-    feature = "reaper",
-    feature = "timewait",
-    feature = "chunked",
-    feature = "nodelay",
+    feature = "default-stack",
     feature = "embassy-net",
     target_pointer_width = "32"
 ))]
 pub use stack::DEFAULT_STACK_BYTES_PER_CONNECTION;
-#[cfg(all(
-    feature = "quiet",
-    feature = "limit",
-    feature = "reaper",
-    feature = "timewait",
-    feature = "chunked",
-    feature = "nodelay"
-))]
+#[cfg(feature = "default-stack")]
 pub use stack::{DefaultStack, default_stack};
 
 #[cfg(all(feature = "limit", feature = "embassy-net"))]
@@ -108,13 +89,6 @@ pub mod prelude {
     #[cfg(feature = "timewait")]
     pub use tcp_layers_timewait::TimeWait;
 
-    #[cfg(all(
-        feature = "quiet",
-        feature = "limit",
-        feature = "reaper",
-        feature = "timewait",
-        feature = "chunked",
-        feature = "nodelay"
-    ))]
+    #[cfg(feature = "default-stack")]
     pub use crate::default_stack;
 }
