@@ -51,11 +51,11 @@
 //! # picoserve
 //!
 //! Wrap the accepted socket and hand it to picoserve as a
-//! [`PicoserveSocket`](crate::adapters::picoserve::PicoserveSocket) (feature
+//! `adapters::picoserve::PicoserveSocket` (feature
 //! `picoserve`); the router and `Server::serve` stay as they are.
 //!
 //! # edge-http
 //!
-//! Give `Server::run` a [`LayeredAcceptor`](crate::adapters::edge_nal::LayeredAcceptor)
+//! Give `Server::run` a `adapters::edge_nal::LayeredAcceptor`
 //! (feature `edge-nal`): it owns the embassy-net sockets and wraps every connection it
 //! accepts.

@@ -15,7 +15,7 @@
 //!
 //! # Features
 //! - `embassy-net`: [`Connection`] for `embassy_net::tcp::TcpSocket` (no_std).
-//! - `tokio`: [`tokio_stream::TokioStream`], a `tokio::net::TcpStream` with real socket
+//! - `tokio`: `tokio_stream::TokioStream`, a `tokio::net::TcpStream` with real socket
 //!   options (std; also runs on ESP-IDF, whose sockets are lwIP).
 //! - `log`, `defmt`: the backend of the logging macros the layers use (either, both,
 //!   or none).
@@ -424,8 +424,8 @@ impl<C: Connection + ?Sized> Connection for &mut C {
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
         (**self).set_class(class)
     }
-    async fn end(&mut self, reason: CloseReason) {
-        (**self).end(reason).await
+    fn end(&mut self, reason: CloseReason) -> impl core::future::Future<Output = ()> {
+        (**self).end(reason)
     }
 }
 
@@ -507,8 +507,10 @@ macro_rules! __delegate_one {
         }
     };
     ($f:ident, end) => {
-        async fn end(&mut self, reason: $crate::CloseReason) {
-            self.$f.end(reason).await
+        // The inner future itself, not an `async` block around it: one state machine
+        // less per layer in the firmware.
+        fn end(&mut self, reason: $crate::CloseReason) -> impl ::core::future::Future<Output = ()> {
+            self.$f.end(reason)
         }
     };
 }
@@ -522,17 +524,25 @@ macro_rules! delegate_io {
         impl<C: $crate::Connection> $crate::ErrorType for $wrapper<C> {
             type Error = C::Error;
         }
+        // The inner futures themselves, not `async` blocks around them: no state
+        // machine of its own per layer and call.
         impl<C: $crate::Connection> $crate::Read for $wrapper<C> {
-            async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-                self.$field.read(buf).await
+            fn read(
+                &mut self,
+                buf: &mut [u8],
+            ) -> impl ::core::future::Future<Output = Result<usize, Self::Error>> {
+                self.$field.read(buf)
             }
         }
         impl<C: $crate::Connection> $crate::Write for $wrapper<C> {
-            async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-                self.$field.write(buf).await
+            fn write(
+                &mut self,
+                buf: &[u8],
+            ) -> impl ::core::future::Future<Output = Result<usize, Self::Error>> {
+                self.$field.write(buf)
             }
-            async fn flush(&mut self) -> Result<(), Self::Error> {
-                self.$field.flush().await
+            fn flush(&mut self) -> impl ::core::future::Future<Output = Result<(), Self::Error>> {
+                self.$field.flush()
             }
         }
     };
