@@ -10,10 +10,15 @@ use picoserve::response::sse::{EventSource, EventStream, EventWriter};
 use picoserve::routing::get;
 use picoserve::{Config, Router, Server, Timeouts};
 use tcp_layers::adapters::picoserve::{FlushMode, PicoserveSocket};
-use tcp_layers::{ConnectionBuilder, Identity, Layer};
+use tcp_layers::core::{ErrorType, Read, Write, delegate_connection};
+use tcp_layers::{
+    Budget, BudgetConfig, Connection, ConnectionBuilder, Counters, Identity, Layer, Stack,
+    default_stack, profile,
+};
 use tcp_layers_nodelay::NoDelay;
+use tcp_layers_sim::client::{AfterLoad, ClientBuffers, ClientOptions, Page, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
-use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, client, run, server};
+use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, client, run, server, spawn};
 
 const PORT: u16 = 80;
 const BIG_LEN: usize = 20_000;
@@ -69,14 +74,16 @@ where
     for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
-    spawn_picoserve_with(stack, sockets, layers, FlushMode::Queued)
+    spawn_picoserve_with(stack, sockets, layers, FlushMode::Queued, &[])
 }
 
+/// `spawn_picoserve` with the adapter's flush mode and stream paths.
 fn spawn_picoserve_with<L>(
     stack: embassy_net::Stack<'static>,
     sockets: usize,
     layers: L,
     flush: FlushMode,
+    stream_paths: &'static [&'static str],
 ) where
     L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
     for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
@@ -90,8 +97,9 @@ fn spawn_picoserve_with<L>(
         async move |socket: &mut TcpSocket<'static>| {
             let mut http_buffer = [0u8; 2048];
             let conn = layers.layer(socket);
+            let socket = PicoserveSocket::with_flush(conn, flush).with_stream_paths(stream_paths);
             let _ = Server::new(app, &CONFIG, &mut http_buffer)
-                .serve(PicoserveSocket::with_flush(conn, flush))
+                .serve(socket)
                 .await;
         },
     );
@@ -178,7 +186,7 @@ where
     run(async move {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
-        spawn_picoserve_with(device.stack, 2, layers, flush);
+        spawn_picoserve_with(device.stack, 2, layers, flush, &[]);
         let browser = net.client();
         let r = client::get(browser.stack, device.addr(PORT), path)
             .await
@@ -240,5 +248,236 @@ fn nodelay_through_picoserve_sends_the_last_short_segment_at_once() {
     assert!(
         nagle >= nodelay + 8_000,
         "Nagle should hold the last segment for a delayed ACK or more"
+    );
+}
+
+/// The paths the adapter marks as streams in these tests: the app's event stream.
+static STREAM_PATHS: [&str; 1] = ["/sse"];
+
+/// What one event-stream viewer got: the status (0: no response at all), the events
+/// read and how the server ended the connection.
+type Viewer = (u16, usize, PeerEnd);
+
+/// Three viewers open `/sse` 20 ms apart on 8 picoserve slots over the default stack
+/// with `budget` (its stream cap); each reads the stream's 3 events (300 ms), so the
+/// first two are still streaming when the third asks.
+fn three_viewers(
+    budget: &'static Budget<8>,
+    counters: &'static Counters,
+    stream_paths: &'static [&'static str],
+) -> Vec<Viewer> {
+    budget.reset();
+    counters.reset();
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let layers = default_stack(counters, budget);
+        spawn_picoserve_with(device.stack, 8, layers, FlushMode::Queued, stream_paths);
+        let mut viewers = Vec::new();
+        for _ in 0..3 {
+            let host = net.client();
+            viewers.push(spawn(client::sse(
+                host.stack,
+                device.addr(PORT),
+                3,
+                Duration::from_secs(2),
+            )));
+            Timer::after_millis(20).await;
+        }
+        let mut outcomes = Vec::new();
+        for viewer in viewers {
+            outcomes.push(match viewer.await.expect("the viewer task ran") {
+                Ok(o) => (o.status, o.events, o.end),
+                Err(_) => (0, 0, PeerEnd::Reset),
+            });
+        }
+        outcomes
+    })
+}
+
+#[test]
+fn the_stream_cap_applies_through_picoserve_with_stream_paths() {
+    static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3);
+    static COUNTERS: Counters = Counters::new();
+    let cap = BUDGET.config().stream;
+
+    // Without stream paths picoserve's event streams count as requests: all admitted.
+    let without = three_viewers(&BUDGET, &COUNTERS, &[]);
+    let admitted_without = without.iter().filter(|v| v.0 == 200).count();
+    let refusals_without = BUDGET.stats().stream_refusals;
+
+    let with = three_viewers(&BUDGET, &COUNTERS, &STREAM_PATHS);
+    let admitted_with = with.iter().filter(|v| v.0 == 200).count();
+    let refusals_with = BUDGET.stats().stream_refusals;
+    println!(
+        "3 SSE viewers, stream cap {cap}: streams admitted without stream paths \
+         {admitted_without} ({without:?}), with {admitted_with} ({with:?}); \
+         stream refusals {refusals_without} / {refusals_with}"
+    );
+
+    assert_eq!(
+        admitted_without, 3,
+        "without the paths no stream is counted"
+    );
+    assert_eq!(refusals_without, 0);
+    assert_eq!(admitted_with, usize::from(cap), "the cap applies");
+    assert_eq!(refusals_with, 1);
+    for viewer in &with[..2] {
+        assert_eq!(viewer.1, 3, "an admitted stream delivers every event");
+    }
+    // The third is answered 503 and closed with a FIN (an RST could destroy the 503
+    // before the client reads it); its handler never ran, so no event came.
+    assert_eq!(with[2], (503, 0, PeerEnd::Fin));
+}
+
+#[test]
+fn a_stream_path_split_over_two_segments_is_still_refused_with_a_503() {
+    // The request line arrives in two reads: picoserve already holds the first part
+    // when the adapter learns the path. It must still not be served as a stream.
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3));
+    static COUNTERS: Counters = Counters::new();
+    run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let layers = default_stack(&COUNTERS, &BUDGET);
+        spawn_picoserve_with(device.stack, 4, layers, FlushMode::Queued, &STREAM_PATHS);
+        let first = net.client();
+        let streaming = spawn(client::sse(
+            first.stack,
+            device.addr(PORT),
+            3,
+            Duration::from_secs(2),
+        ));
+        Timer::after_millis(50).await;
+
+        let second = net.client();
+        let options = ClientOptions::new();
+        let mut buffers = ClientBuffers::new(&options);
+        let mut session = Session::connect(second.stack, &mut buffers, device.addr(PORT), options)
+            .await
+            .expect("a listener is free");
+        session.socket().write_all(b"GET /ss").await.unwrap();
+        session.socket().flush().await.unwrap();
+        Timer::after_millis(50).await;
+        let response = session
+            .request(b"e HTTP/1.1\r\nHost: device\r\n\r\n")
+            .await
+            .expect("an answer");
+        let end = session.wait_server_end(Duration::from_secs(2)).await;
+        let first = streaming.await.unwrap().expect("the first stream opens");
+        println!(
+            "request line in two segments while the one stream slot is taken: status {}, \
+             server end {end:?}; the first stream got {} events",
+            response.status, first.events
+        );
+        assert_eq!(response.status, 503);
+        assert!(response.server_closes);
+        assert_eq!(end, PeerEnd::Fin);
+        assert_eq!((first.status, first.events), (200, 3));
+        assert_eq!(BUDGET.stats().stream_refusals, 1);
+    });
+}
+
+/// A layer whose flush returns at once: picoserve's reads then no longer wait for the
+/// acknowledgement of the response, as with the adapter before it did.
+#[derive(Clone, Copy)]
+struct FlushAtOnce;
+
+struct FlushedAtOnce<C> {
+    inner: C,
+}
+
+impl<C: Connection> Layer<C> for FlushAtOnce {
+    type Service = FlushedAtOnce<C>;
+    fn layer(&self, inner: C) -> FlushedAtOnce<C> {
+        FlushedAtOnce { inner }
+    }
+}
+
+impl<C: Connection> ErrorType for FlushedAtOnce<C> {
+    type Error = C::Error;
+}
+
+impl<C: Connection> Read for FlushedAtOnce<C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        self.inner.read(buf).await
+    }
+}
+
+impl<C: Connection> Write for FlushedAtOnce<C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
+        self.inner.write(buf).await
+    }
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        Ok(())
+    }
+}
+
+impl<C: Connection> Connection for FlushedAtOnce<C> {
+    delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
+        send_queue, recv_queue, ended_error, close_reason, set_class, end);
+}
+
+/// Device A loads a page (a document and 6 resources over 6 keep-alive connections,
+/// the document's connection asking for a resource right after it) and idles; 2 s
+/// later device B loads it. picoserve on 8 slots over `layers`, whose budget is
+/// `budget` (ESP32-S3: 6 listeners kept in reserve, so accepts evict idle connections).
+/// Returns whether each load was whole and the evictions during A's load.
+fn second_device<L>(layers: L, budget: &'static Budget<8>) -> (bool, bool, u32)
+where
+    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
+    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+        tcp_layers::Connection<Error = embassy_net::tcp::Error>,
+{
+    budget.reset();
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        spawn_picoserve(device.stack, 8, layers);
+        let page = Page {
+            document: "/hello".into(),
+            resources: vec!["/tail".into(); 6],
+            connections: 6,
+        };
+        let (a, b) = (net.client(), net.client());
+        let load_a = client::browser(a.stack, device.addr(PORT), &page, AfterLoad::StayIdle).await;
+        let evicted_during_a = budget.stats().evictions;
+        Timer::after_secs(2).await;
+        let load_b = client::browser(b.stack, device.addr(PORT), &page, AfterLoad::StayIdle).await;
+        println!(
+            "  A: ok {} {:?}; B: ok {} {:?}",
+            load_a.ok, load_a.errors, load_b.ok, load_b.errors
+        );
+        (load_a.ok, load_b.ok, evicted_during_a)
+    })
+}
+
+#[test]
+fn a_response_in_flight_is_not_evicted_as_idle_through_picoserve() {
+    // picoserve reads the next request right after writing a response; a read that
+    // starts before the client has acknowledged the response makes the connection
+    // look idle while its client is sending the next request on it, and an accept of
+    // the same page load evicts it.
+    static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3);
+    static COUNTERS: Counters = Counters::new();
+    println!("flush at once (no acknowledgement wait before the next read):");
+    let (a_at_once, b_at_once, evicted_at_once) = second_device(
+        Stack::new(default_stack(&COUNTERS, &BUDGET), FlushAtOnce),
+        &BUDGET,
+    );
+    println!("the adapter as it is:");
+    let (a, b, evicted) = second_device(default_stack(&COUNTERS, &BUDGET), &BUDGET);
+    println!(
+        "page loads whole (A, B): flush at once {a_at_once}, {b_at_once} with {evicted_at_once} \
+         evictions during A's load; adapter {a}, {b} with {evicted}"
+    );
+    assert!(
+        !a_at_once && evicted_at_once > 0,
+        "without the wait a connection of A's own page load is evicted"
+    );
+    assert!(a && b, "both devices load the whole page");
+    assert_eq!(
+        evicted, 0,
+        "nothing of A's page load is evicted while it loads"
     );
 }

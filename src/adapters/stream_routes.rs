@@ -70,7 +70,12 @@ const fn ends_path(b: u8) -> bool {
 /// `/` matches every request path it is a prefix of.
 fn step(paths: &[&str], candidate: u16, pos: u16, b: u8) -> Step {
     let pos = usize::from(pos);
-    let seen = &paths[usize::from(candidate)].as_bytes()[..pos];
+    let Some(seen) = paths
+        .get(usize::from(candidate))
+        .and_then(|path| path.as_bytes().get(..pos))
+    else {
+        return Step::NotStream;
+    };
     let mut next = None;
     for (i, path) in paths.iter().enumerate().skip(usize::from(candidate)) {
         let path = path.as_bytes();
@@ -139,6 +144,7 @@ impl<C: Connection> StreamRouted<C> {
 fn scan(mut phase: Phase, paths: &[&str], bytes: &[u8]) -> Phase {
     for &b in bytes {
         phase = match phase {
+            Phase::Method { .. } | Phase::Path { .. } if paths.is_empty() => Phase::Request,
             // Empty lines before a request line are allowed (RFC 9112, 2.2).
             Phase::Method { len: 0 } if matches!(b, b'\r' | b'\n') => continue,
             Phase::Method { .. } if b == b' ' => Phase::Path {
@@ -154,11 +160,9 @@ fn scan(mut phase: Phase, paths: &[&str], bytes: &[u8]) -> Phase {
                 Step::NotStream => Phase::Request,
                 Step::Stream => Phase::Stream,
             },
-            _ => Phase::Request,
+            Phase::Method { .. } => Phase::Request,
+            decided => return decided,
         };
-        if !matches!(phase, Phase::Method { .. } | Phase::Path { .. }) {
-            break;
-        }
     }
     phase
 }
