@@ -39,10 +39,14 @@
 //! [`Connection::close_reason`] answers `Reaped(which)`. A head that grows past
 //! `max_head` is answered with `431` first (see [`Oversize`]).
 //!
-//! Deadlines cost nothing while data flows: a call that completes at its first poll
-//! arms no timer, and the clock is read only when a phase starts (twice per request)
-//! or a call has to wait, which then arms one timer. The state
-//! per connection is 8 bytes plus a reference to the static [`ReaperConfig`].
+//! Deadlines cost little while data flows: a call that completes at its first poll
+//! reads no clock and arms no timer; the clock is read when a phase starts (twice per
+//! request) and when a call has to wait. A wait arms no timer of its own while the
+//! connection's latest wake-up is still ahead of its deadline: embassy's timer queues
+//! keep a wake-up after its timer is dropped, so a timer per wait would wake the task
+//! once more, `stall` later, for every write that waited for room in the socket. The
+//! waits of a response share one wake-up per `stall` instead. The state per
+//! connection is 8 bytes plus a reference to the static [`ReaperConfig`].
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Deadline, Layer};
@@ -61,7 +65,7 @@
 
 use core::future::{Future, poll_fn};
 use core::pin::{Pin, pin};
-use core::task::Poll;
+use core::task::{Context, Poll, ready};
 
 use embassy_time::{Duration, Instant, Timer};
 use tcp_layers_core::{
@@ -406,8 +410,11 @@ pub enum Phase {
 pub struct ReaperConnection<C> {
     inner: C,
     config: &'static ReaperConfig,
-    /// When the current phase started (ms, wrapping), for the phases whose deadline
-    /// runs from their start: `Fresh`, `Head`, `Idle`.
+    /// In `Fresh`, `Head` and `Idle`, whose deadline runs from the start of the phase:
+    /// when the phase started, in ms (wrapping). In the other phases, whose waits each
+    /// get a deadline from the moment they have to wait: the clock tick (its low 32
+    /// bits) of the latest wake-up registered for such a deadline, which the next waits
+    /// share (see [`Expiry::start`]).
     mark_ms: u32,
     head: HeadScanner,
     phase: Phase,
@@ -426,22 +433,21 @@ enum Budget {
 }
 
 impl Budget {
-    /// The time left, or `None` for no limit.
-    fn left(self) -> Option<Duration> {
-        match self {
+    /// The deadline of a wait that starts at `now`; `None` for no limit.
+    fn deadline(self, now: Instant) -> Option<Instant> {
+        let left_ms = match self {
             Budget::Since {
                 limit_ms: NEVER_MS, ..
             }
             | Budget::FromNow { limit_ms: NEVER_MS }
-            | Budget::Never => None,
+            | Budget::Never => return None,
             Budget::Since { mark_ms, limit_ms } => {
-                let elapsed = now_ms().wrapping_sub(mark_ms);
-                Some(Duration::from_millis(
-                    limit_ms.saturating_sub(elapsed) as u64
-                ))
+                let elapsed = (now.as_millis() as u32).wrapping_sub(mark_ms);
+                limit_ms.saturating_sub(elapsed)
             }
-            Budget::FromNow { limit_ms } => Some(Duration::from_millis(limit_ms as u64)),
-        }
+            Budget::FromNow { limit_ms } => limit_ms,
+        };
+        Some(now + Duration::from_millis(u64::from(left_ms)))
     }
 }
 
@@ -451,23 +457,102 @@ fn now_ms() -> u32 {
     Instant::now().as_millis() as u32
 }
 
-/// Runs `fut`; if it does not complete at its first poll, arms one timer for what
-/// `budget` leaves and gives up (`None`) when it fires first. A call that completes at
-/// once costs no clock read and no timer.
-async fn within<F: Future>(fut: F, budget: Budget) -> Option<F::Output> {
+/// The timer of a wait that had to wait. It fires at `armed`: a wake-up the connection
+/// already registered for an earlier wait, or the wait's own `deadline`.
+struct Expiry {
+    deadline: Instant,
+    armed: Instant,
+    timer: Timer,
+}
+
+impl Expiry {
+    /// The expiry of a wait starting now under `budget`; `None` for no limit.
+    ///
+    /// `shared` is the low 32 bits of the clock tick of the connection's latest
+    /// wake-up, for waits whose deadlines move with every wait. When that wake-up is
+    /// still ahead and not after this wait's deadline, the wait arms its timer for it:
+    /// the executor already holds it, and a timer of the wait's own would wake the task
+    /// once more after this wait is long over (embassy's timer queues keep a wake-up
+    /// when its timer is dropped). The value is only a hint: whatever it says, the
+    /// instant armed is registered with the current waker, so a stale value costs one
+    /// early wake-up, after which the wait re-arms for its deadline.
+    fn start(budget: Budget, shared: Option<&mut u32>) -> Option<Self> {
+        let now = Instant::now();
+        let deadline = budget.deadline(now)?;
+        let armed = match shared {
+            Some(shared) => {
+                let ahead = shared.wrapping_sub(now.as_ticks() as u32);
+                let at = Instant::from_ticks(now.as_ticks() + u64::from(ahead));
+                if ahead > 0 && at <= deadline {
+                    at
+                } else {
+                    *shared = deadline.as_ticks() as u32;
+                    deadline
+                }
+            }
+            None => deadline,
+        };
+        Some(Self {
+            deadline,
+            armed,
+            timer: Timer::at(armed),
+        })
+    }
+
+    /// `Ready` once the wait's own deadline has passed; re-arms for it when the timer
+    /// fires at an earlier wake-up.
+    fn poll(&mut self, cx: &mut Context<'_>, shared: &mut Option<&mut u32>) -> Poll<()> {
+        loop {
+            ready!(Pin::new(&mut self.timer).poll(cx));
+            if self.armed >= self.deadline {
+                return Poll::Ready(());
+            }
+            self.armed = self.deadline;
+            if let Some(shared) = shared {
+                **shared = self.deadline.as_ticks() as u32;
+            }
+            self.timer = Timer::at(self.deadline);
+        }
+    }
+}
+
+/// Runs `fut`; if it does not complete at its first poll, reads the clock once, arms a
+/// timer for the deadline `budget` gives (or for the connection's `shared` wake-up
+/// before it, see [`Expiry::start`]) and gives up (`None`) when the deadline passes
+/// first. A call that completes at once costs no clock read and no timer.
+async fn within<F: Future>(
+    fut: F,
+    budget: Budget,
+    mut shared: Option<&mut u32>,
+) -> Option<F::Output> {
     let mut fut = pin!(fut);
-    let mut timer: Option<Option<Timer>> = None;
+    let mut expiry: Option<Option<Expiry>> = None;
     poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let timer = timer.get_or_insert_with(|| budget.left().map(Timer::after));
-        match timer {
-            Some(timer) => Pin::new(timer).poll(cx).map(|()| None),
+        let expiry = expiry.get_or_insert_with(|| Expiry::start(budget, shared.as_deref_mut()));
+        match expiry {
+            Some(expiry) => expiry.poll(cx, &mut shared).map(|()| None),
             None => Poll::Pending,
         }
     })
     .await
+}
+
+/// Where a wait in `phase` keeps the wake-up it shares with the waits after it: in
+/// `mark_ms`, unless the phase's deadline runs from its start (`mark_ms` holds that
+/// start; such a deadline stays put from wait to wait and needs no sharing).
+fn shared_wake(phase: Phase, mark_ms: &mut u32) -> Option<&mut u32> {
+    match phase {
+        Phase::Fresh | Phase::Head | Phase::Idle => None,
+        Phase::Request
+        | Phase::Interim
+        | Phase::Response
+        | Phase::Stream
+        | Phase::Raw
+        | Phase::Ended => Some(mark_ms),
+    }
 }
 
 /// What the first bytes of a response say about the connection after it.
@@ -601,8 +686,8 @@ impl<C: Connection> ReaperConnection<C> {
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
         };
-        if let Some(Ok(())) = within(self.inner.write_all(reply), stall).await {
-            let _ = within(self.inner.flush(), stall).await;
+        if let Some(Ok(())) = within(self.inner.write_all(reply), stall, None).await {
+            let _ = within(self.inner.flush(), stall, None).await;
         }
     }
 
@@ -638,7 +723,8 @@ impl<C: Connection> Read for ReaperConnection<C> {
             _ => {}
         }
         let (which, budget) = self.read_budget();
-        let n = match within(self.inner.read(buf), budget).await {
+        let shared = shared_wake(self.phase, &mut self.mark_ms);
+        let n = match within(self.inner.read(buf), budget, shared).await {
             Some(result) => result?,
             None => return Err(self.reap(which).await),
         };
@@ -664,7 +750,8 @@ impl<C: Connection> Write for ReaperConnection<C> {
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
         };
-        match within(self.inner.write(buf), stall).await {
+        let shared = shared_wake(self.phase, &mut self.mark_ms);
+        match within(self.inner.write(buf), stall, shared).await {
             Some(result) => result,
             None => Err(self.reap(Deadline::Stall).await),
         }
@@ -682,7 +769,8 @@ impl<C: Connection> Write for ReaperConnection<C> {
         };
         loop {
             let queued = self.inner.send_queue();
-            if let Some(result) = within(self.inner.flush(), stall).await {
+            let shared = shared_wake(self.phase, &mut self.mark_ms);
+            if let Some(result) = within(self.inner.flush(), stall, shared).await {
                 return result;
             }
             match (queued, self.inner.send_queue()) {
