@@ -1,6 +1,6 @@
 //! The layer and its wrapper: admission at wrap, idle tracking in `read`, the class
 //! switch and the eviction signal.
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
 use core::pin::{Pin, pin};
 use core::task::Poll;
 
@@ -221,8 +221,8 @@ impl<C: Connection, const N: usize> Write for Limited<C, N> {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), Self::Error> {
-        self.inner.flush().await
+    fn flush(&mut self) -> impl Future<Output = Result<(), Self::Error>> {
+        self.inner.flush()
     }
 }
 
@@ -268,8 +268,9 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
         }
     }
 
-    async fn end(&mut self, reason: CloseReason) {
+    // The inner future itself: no state machine of this layer's own.
+    fn end(&mut self, reason: CloseReason) -> impl Future<Output = ()> {
         let reason = self.close_reason().unwrap_or(reason);
-        self.inner.end(reason).await
+        self.inner.end(reason)
     }
 }

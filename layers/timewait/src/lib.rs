@@ -192,11 +192,19 @@ impl<C: Connection> Drop for TimeWaitConnection<C> {
         if self.inner.state().is_free() {
             return;
         }
-        if self.inner.send_queue() == Some(0) {
-            emit_log!(trace, "timewait: dropped without end, all data acked: RST");
+        let acked = self.inner.send_queue() == Some(0);
+        emit_log!(
+            trace,
+            "timewait: dropped without end, {}",
+            if acked {
+                "all data acked: RST"
+            } else {
+                "data in flight: FIN"
+            }
+        );
+        if acked {
             self.inner.abort();
         } else {
-            emit_log!(trace, "timewait: dropped without end, data in flight: FIN");
             self.inner.close_write();
         }
     }
