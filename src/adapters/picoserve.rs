@@ -105,9 +105,10 @@ impl<C: Connection> PicoserveSocket<C> {
     /// Requests for these paths are streams (SSE, WebSocket, long poll): the adapter
     /// calls [`Connection::set_class`] with `Stream` once it has read such a request's
     /// path, before picoserve routes it. When the budget refuses (its stream cap is
-    /// reached), the client gets
-    /// [`REPLY_503`](super::stream_routes::REPLY_503) and a FIN, and the handler is
-    /// not run.
+    /// reached), the client gets `503 Service Unavailable` (`Retry-After: 5`,
+    /// `Connection: close`) and a FIN, and the handler is not run. A browser's
+    /// `EventSource` does not retry after a 503 by itself: a page that should keep
+    /// trying reopens it from its `error` handler.
     ///
     /// A path matches the request path exactly, without its query (`"/events"` matches
     /// `/events?since=9`); a path ending in `/` also matches every path below it

@@ -24,8 +24,11 @@ use tcp_layers_core::{
 ///
 /// A browser's `EventSource` does not reconnect after a non-200 answer by itself; a
 /// page that wants to keep trying reopens it from its `error` handler.
-pub const REPLY_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+pub(crate) const REPLY_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Retry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+// The progress of the 503 is kept in a byte.
+const _: () = assert!(REPLY_503.len() < u8::MAX as usize);
 
 /// The longest request method looked at (`OPTIONS` is 7 bytes); a longer first word is
 /// not HTTP, and the request is left alone.
@@ -45,8 +48,9 @@ enum Phase {
     Responding,
     /// A stream: nothing more to watch.
     Stream,
-    /// Asked for a stream, the budget said no, the 503 went out.
-    Refused,
+    /// Asked for a stream and the budget said no: the first `sent` bytes of the 503
+    /// are written (all of it, or the peer would not take them).
+    Refused { sent: u8 },
 }
 
 /// What one byte of the request path decides.
@@ -131,7 +135,7 @@ impl<C: Connection> StreamRouted<C> {
         self.phase = match scan(self.phase, self.paths, bytes) {
             Phase::Stream => match self.inner.set_class(ConnectionClass::Stream) {
                 Ok(()) => Phase::Stream,
-                Err(_full) => Phase::Refused,
+                Err(_full) => Phase::Refused { sent: 0 },
             },
             undecided_or_request => undecided_or_request,
         };
@@ -174,7 +178,10 @@ impl<C: Connection> ErrorType for StreamRouted<C> {
 impl<C: Connection> Read for StreamRouted<C> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         match self.phase {
-            Phase::Refused => return Ok(0),
+            Phase::Refused { .. } => {
+                self.send_refusal().await;
+                return Ok(0);
+            }
             Phase::Responding => self.phase = Phase::Method { len: 0 },
             _ => {}
         }
@@ -184,21 +191,44 @@ impl<C: Connection> Read for StreamRouted<C> {
             return Ok(n);
         }
         self.observe(&buf[..n]);
-        if self.phase == Phase::Refused {
+        if let Phase::Refused { .. } = self.phase {
             // The server never sees this request: the bytes of it it already has (a
             // request line split over reads) end in an early EOF, which it answers
             // with a write that fails below.
-            let _ = self.inner.write_all(REPLY_503).await;
+            self.send_refusal().await;
             return Ok(0);
         }
         Ok(n)
     }
 }
 
+impl<C: Connection> StreamRouted<C> {
+    /// Writes what is left of the 503. Cancel-safe: the progress is kept after every
+    /// write, so a dropped read (picoserve's request timeout) leaves the rest for the
+    /// next read or for `end`.
+    async fn send_refusal(&mut self) {
+        while let Phase::Refused { sent } = self.phase {
+            let Some(rest) = REPLY_503.get(usize::from(sent)..).filter(|r| !r.is_empty()) else {
+                return;
+            };
+            let sent = match self.inner.write(rest).await {
+                // Written, or never will be: either way nothing is left to send.
+                Ok(0) | Err(_) => REPLY_503.len(),
+                Ok(n) => usize::from(sent) + n,
+            };
+            self.phase = Phase::Refused {
+                sent: u8::try_from(sent).unwrap_or(u8::MAX),
+            };
+        }
+    }
+}
+
 impl<C: Connection> Write for StreamRouted<C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         match self.phase {
-            Phase::Refused => return Err(self.inner.ended_error(CloseReason::OverBudget)),
+            Phase::Refused { .. } => {
+                return Err(self.inner.ended_error(CloseReason::OverBudget));
+            }
             Phase::Method { .. } | Phase::Path { .. } | Phase::Request => {
                 self.phase = Phase::Responding
             }
@@ -220,7 +250,10 @@ impl<C: Connection> Connection for StreamRouted<C> {
     /// the client reads it), whatever the server guessed from its failed write.
     async fn end(&mut self, reason: CloseReason) {
         let reason = match self.phase {
-            Phase::Refused => CloseReason::LocalClose,
+            Phase::Refused { .. } => {
+                self.send_refusal().await;
+                CloseReason::LocalClose
+            }
             _ => reason,
         };
         self.inner.end(reason).await
