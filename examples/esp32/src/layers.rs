@@ -16,9 +16,9 @@ use tcp_layers::{
     Buffers, ConnectionBuilder, Pool, ServeConfig, adapters::picoserve::PicoserveSocket, serve,
 };
 
-use crate::{HTTP_PORT, HTTP_SOCKETS, app, stats};
 #[cfg(not(feature = "no-layers"))]
-use crate::{STACK_SOCKETS, stream_routes::StreamRoutes};
+use crate::STACK_SOCKETS;
+use crate::{HTTP_PORT, HTTP_SOCKETS, app, stats};
 
 /// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
 /// 2 kB holds one with its cookies and a pipelined second one.
@@ -46,7 +46,7 @@ static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
 /// Shown in the boot log.
 #[cfg(not(feature = "no-layers"))]
 pub const DESCRIPTION: &str =
-    "layers: quiet, stream routes, limit, reaper, timewait, chunked, nodelay";
+    "layers: quiet, limit, reaper, timewait, chunked, nodelay; /events as a stream";
 /// Shown in the boot log.
 #[cfg(feature = "no-layers")]
 pub const DESCRIPTION: &str = "no layers";
@@ -70,8 +70,10 @@ static CLOSES: Counters = Counters::new();
 /// Deadlines for idle, slow and stalled clients: the HTTP defaults.
 #[cfg(not(feature = "no-layers"))]
 static DEADLINES: ReaperConfig = ReaperConfig::http();
-/// The paths picoserve streams: Server-Sent Events.
-#[cfg(not(feature = "no-layers"))]
+/// The paths picoserve streams (Server-Sent Events): the adapter asks the budget for
+/// the stream class when a request is for one of them, since a picoserve handler cannot
+/// reach the connection; past the stream cap the request gets a 503. Without layers
+/// nothing caps streams and the paths change nothing.
 static STREAM_PATHS: [&str; 1] = ["/events"];
 /// picoserve's request buffers, one per connection being served: taken after the
 /// accept and returned when the connection ends, however it ends. The accept loops
@@ -90,7 +92,6 @@ async fn http_task(stack: Stack<'static>) {
     #[cfg(not(feature = "no-layers"))]
     let layers = ConnectionBuilder::new()
         .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
-        .layer(StreamRoutes::new(&STREAM_PATHS)) // /events counts as a stream
         .layer(Limit::new(&BUDGET)) // budget per class, evicts idle keep-alive
         .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
         .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
@@ -113,8 +114,9 @@ async fn http_task(stack: Stack<'static>) {
             // picoserve ends the connection through the stack (`Connection::end`);
             // the quiet layer has logged how, at the right level, so the result
             // here is only a debug line.
+            let socket = PicoserveSocket::new(conn).with_stream_paths(&STREAM_PATHS);
             match picoserve::Server::new(&app, &CONFIG, &mut http_buffer[..])
-                .serve(PicoserveSocket::new(conn))
+                .serve(socket)
                 .await
             {
                 Ok(done) => debug!("http: {} requests", done.handled_requests_count),

@@ -17,8 +17,6 @@
 mod app;
 mod layers;
 mod stats;
-#[cfg(not(feature = "no-layers"))]
-mod stream_routes;
 
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
