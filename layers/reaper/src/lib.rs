@@ -709,29 +709,31 @@ impl<C: Connection> Read for ReaperConnection<C> {
         if let Some(err) = self.refusal(false) {
             return Err(err);
         }
-        if buf.is_empty() {
-            return self.inner.read(buf).await;
-        }
-        match self.phase {
-            // A read after writes: the response is complete.
-            Phase::Response => {
-                self.phase = Phase::Idle;
-                self.mark_ms = now_ms();
+        // An empty read returns at once and changes no phase: no deadline.
+        let (which, budget, shared) = if buf.is_empty() {
+            (Deadline::Stall, Budget::Never, None)
+        } else {
+            match self.phase {
+                // A read after writes: the response is complete.
+                Phase::Response => {
+                    self.phase = Phase::Idle;
+                    self.mark_ms = now_ms();
+                }
+                // After `100 Continue` the client sends the body.
+                Phase::Interim => self.phase = Phase::Request,
+                _ => {}
             }
-            // After `100 Continue` the client sends the body.
-            Phase::Interim => self.phase = Phase::Request,
-            _ => {}
-        }
-        let (which, budget) = self.read_budget();
-        let shared = shared_wake(self.phase, &mut self.mark_ms);
-        let n = match within(self.inner.read(buf), budget, shared).await {
-            Some(result) => result?,
-            None => return Err(self.reap(which).await),
+            let (which, budget) = self.read_budget();
+            (which, budget, shared_wake(self.phase, &mut self.mark_ms))
         };
-        if n > 0 && self.track_head(&buf[..n]) {
-            return Err(self.reap(Deadline::HeadTooLarge).await);
-        }
-        Ok(n)
+        // One await on the read and one on `reap`: every await site costs flash in the
+        // state machine, so the two ways to fail share the second.
+        let which = match within(self.inner.read(buf), budget, shared).await {
+            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::HeadTooLarge,
+            Some(result) => return result,
+            None => which,
+        };
+        Err(self.reap(which).await)
     }
 }
 
