@@ -680,15 +680,19 @@ impl<C: Connection> ReaperConnection<C> {
         self.inner.ended_error(reason)
     }
 
-    /// Sends `reply` and waits for its acknowledgement, each at most `stall`; a failure
-    /// only means the peer does not get it.
+    /// Sends `reply` and waits for its acknowledgement, both within one `stall`; a
+    /// failure only means the peer does not get it. (One deadline for both: each
+    /// `within` is a state machine of its own in the firmware.)
     async fn send_reply(&mut self, reply: &[u8]) {
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
         };
-        if let Some(Ok(())) = within(self.inner.write_all(reply), stall, None).await {
-            let _ = within(self.inner.flush(), stall, None).await;
-        }
+        let inner = &mut self.inner;
+        let send = async move {
+            inner.write_all(reply).await?;
+            inner.flush().await
+        };
+        let _ = within(send, stall, None).await;
     }
 
     /// The error for a call on a connection the reaper already ended; writes still pass
