@@ -37,7 +37,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-use embassy_time::{Duration, Instant, with_timeout};
+use core::future::poll_fn;
+use core::pin::{Pin, pin};
+use core::task::Poll;
+
+use embassy_time::{Duration, Instant, Timer};
 use tcp_layers_core::{CloseReason, Connection, Layer, emit_log};
 
 mod sweep;
@@ -161,11 +165,12 @@ impl<C: Connection> TimeWaitConnection<C> {
         Duration::from_millis(self.linger_ms as u64)
     }
 
-    /// The orderly end of the layers below (on a socket: FIN, then flush, which
-    /// returns once the peer acknowledged every byte and the FIN), then the peer's side
-    /// read to its FIN and discarded, at most for the linger.
-    async fn linger_close(&mut self, reason: CloseReason) -> LingerEnd {
-        let linger = self.linger();
+    /// The end of the layers below; with a `linger`, then the peer's side read to its
+    /// FIN and discarded, all within the linger. Without one (after an abort) the end
+    /// of the layers below only sends the RST and runs unbounded. One function for both
+    /// ways, so the firmware holds one copy of the inner `end`.
+    async fn end_below(&mut self, reason: CloseReason, linger: Option<Duration>) -> LingerEnd {
+        let mut timer = linger.map(Timer::after);
         let inner = &mut self.inner;
         let peer_done = async move {
             // The layers below finish their part first: one that holds bytes back (a
@@ -174,16 +179,25 @@ impl<C: Connection> TimeWaitConnection<C> {
             // An RST that reaches the peer before its application read the response can
             // cost it the response on some stacks: wait until the peer closes too.
             let mut discard = [0u8; 64];
-            while let Ok(n) = inner.read(&mut discard).await {
+            while linger.is_some()
+                && let Ok(n) = inner.read(&mut discard).await
+            {
                 if n == 0 {
                     break;
                 }
             }
         };
-        match with_timeout(linger, peer_done).await {
-            Ok(()) => LingerEnd::PeerDone,
-            Err(_) => LingerEnd::Expired,
-        }
+        let mut peer_done = pin!(peer_done);
+        poll_fn(|cx| {
+            if peer_done.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(LingerEnd::PeerDone);
+            }
+            match &mut timer {
+                Some(timer) => Pin::new(timer).poll(cx).map(|()| LingerEnd::Expired),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
@@ -226,15 +240,17 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
     /// holds no connection.
     async fn end(&mut self, reason: CloseReason) {
         let reason = self.inner.close_reason().unwrap_or(reason);
-        if !reason.is_orderly() || self.linger_ms == 0 {
+        let linger = (reason.is_orderly() && self.linger_ms != 0).then(|| self.linger());
+        if linger.is_none() {
             // Nothing to wait for: the layers below see the end of an aborted
             // connection (a logger below records the reason), their flush sends the RST.
             self.inner.abort();
-            self.inner.end(reason).await;
-            return;
         }
         let started = Instant::now();
-        let how = self.linger_close(reason).await;
+        let how = self.end_below(reason, linger).await;
+        if linger.is_none() {
+            return;
+        }
         let waited_ms = started.elapsed().as_millis();
         match how {
             LingerEnd::PeerDone => {
