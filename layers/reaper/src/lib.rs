@@ -63,7 +63,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-use core::future::{Future, poll_fn};
+use core::future::Future;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, ready};
 
@@ -520,24 +520,51 @@ impl Expiry {
 /// timer for the deadline `budget` gives (or for the connection's `shared` wake-up
 /// before it, see [`Expiry::start`]) and gives up (`None`) when the deadline passes
 /// first. A call that completes at once costs no clock read and no timer.
-async fn within<F: Future>(
-    fut: F,
+///
+/// A future of its own rather than an `async fn`: it holds the pinned call by
+/// reference, so the call's future is not moved into a second state machine on every
+/// read and write.
+fn within<'a, F: Future>(
+    fut: Pin<&'a mut F>,
     budget: Budget,
-    mut shared: Option<&mut u32>,
-) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let mut expiry: Option<Option<Expiry>> = None;
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+    shared: Option<&'a mut u32>,
+) -> Within<'a, F> {
+    Within {
+        fut,
+        budget,
+        shared,
+        expiry: None,
+    }
+}
+
+/// The future of [`within`].
+struct Within<'a, F> {
+    fut: Pin<&'a mut F>,
+    budget: Budget,
+    shared: Option<&'a mut u32>,
+    /// `None` until the call first has to wait; then its expiry (`None` for no limit).
+    expiry: Option<Option<Expiry>>,
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(out) = this.fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let expiry = expiry.get_or_insert_with(|| Expiry::start(budget, shared.as_deref_mut()));
+        let expiry = match &mut this.expiry {
+            Some(expiry) => expiry,
+            None => this
+                .expiry
+                .insert(Expiry::start(this.budget, this.shared.as_deref_mut())),
+        };
         match expiry {
-            Some(expiry) => expiry.poll(cx, &mut shared).map(|()| None),
+            Some(expiry) => expiry.poll(cx, &mut this.shared).map(|()| None),
             None => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 /// Where a wait in `phase` keeps the wake-up it shares with the waits after it: in
@@ -692,7 +719,7 @@ impl<C: Connection> ReaperConnection<C> {
             inner.write_all(reply).await?;
             inner.flush().await
         };
-        let _ = within(send, stall, None).await;
+        let _ = within(pin!(send), stall, None).await;
     }
 
     /// The error for a call on a connection the reaper already ended; writes still pass
@@ -732,7 +759,8 @@ impl<C: Connection> Read for ReaperConnection<C> {
         };
         // One await on the read and one on `reap`: every await site costs flash in the
         // state machine, so the two ways to fail share the second.
-        let which = match within(self.inner.read(buf), budget, shared).await {
+        let result = within(pin!(self.inner.read(buf)), budget, shared).await;
+        let which = match result {
             Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::HeadTooLarge,
             Some(result) => return result,
             None => which,
@@ -757,7 +785,8 @@ impl<C: Connection> Write for ReaperConnection<C> {
             limit_ms: self.config.stall_ms,
         };
         let shared = shared_wake(self.phase, &mut self.mark_ms);
-        match within(self.inner.write(buf), stall, shared).await {
+        let result = within(pin!(self.inner.write(buf)), stall, shared).await;
+        match result {
             Some(result) => result,
             None => Err(self.reap(Deadline::Stall).await),
         }
@@ -776,7 +805,8 @@ impl<C: Connection> Write for ReaperConnection<C> {
         loop {
             let queued = self.inner.send_queue();
             let shared = shared_wake(self.phase, &mut self.mark_ms);
-            if let Some(result) = within(self.inner.flush(), stall, shared).await {
+            let result = within(pin!(self.inner.flush()), stall, shared).await;
+            if let Some(result) = result {
                 return result;
             }
             match (queued, self.inner.send_queue()) {
