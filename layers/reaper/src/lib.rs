@@ -707,19 +707,16 @@ impl<C: Connection> ReaperConnection<C> {
         self.inner.ended_error(reason)
     }
 
-    /// Sends `reply` and waits for its acknowledgement, both within one `stall`; a
-    /// failure only means the peer does not get it. (One deadline for both: each
-    /// `within` is a state machine of its own in the firmware.)
+    /// Sends `reply` and waits for its acknowledgement, each at most `stall`; a failure
+    /// only means the peer does not get it.
     async fn send_reply(&mut self, reply: &[u8]) {
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
         };
-        let inner = &mut self.inner;
-        let send = async move {
-            inner.write_all(reply).await?;
-            inner.flush().await
-        };
-        let _ = within(pin!(send), stall, None).await;
+        let sent = within(pin!(self.inner.write_all(reply)), stall, None).await;
+        if let Some(Ok(())) = sent {
+            let _ = within(pin!(self.inner.flush()), stall, None).await;
+        }
     }
 
     /// The error for a call on a connection the reaper already ended; writes still pass
