@@ -41,8 +41,9 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-use core::future::{Future, poll_fn};
-use core::pin::pin;
+use core::future::Future;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll};
 
 use embassy_futures::yield_now;
 use tcp_layers_core::{
@@ -286,18 +287,39 @@ impl<C, const COALESCE: usize> Chunked<C, COALESCE> {
     }
 }
 
-/// `inner.write(piece)`, and whether it returned `Pending` on the way (the socket's
-/// buffer was full): then the task has already yielded and needs no extra yield.
-async fn write_down<W: Write>(inner: &mut W, piece: &[u8]) -> Result<(usize, bool), W::Error> {
-    let mut waited = false;
-    let mut write = pin!(inner.write(piece));
-    let n = poll_fn(|cx| {
-        let poll = write.as_mut().poll(cx);
-        waited |= poll.is_pending();
-        poll
-    })
-    .await?;
-    Ok((n, waited))
+/// Polls a write to the connection below and notes whether it returned `Pending` on
+/// the way (the socket's buffer was full): then the task has already yielded and needs
+/// no extra yield. Output: the write's result and that note.
+///
+/// A future of its own that holds the pinned write by reference, rather than an
+/// `async fn` around it: the write's future is not moved into a second state machine
+/// on every write.
+struct WriteDown<'a, F> {
+    write: Pin<&'a mut F>,
+    waited: bool,
+}
+
+fn write_down<F>(write: Pin<&mut F>) -> WriteDown<'_, F> {
+    WriteDown {
+        write,
+        waited: false,
+    }
+}
+
+impl<F: Future> Future for WriteDown<'_, F> {
+    type Output = (F::Output, bool);
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match this.write.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready((out, this.waited)),
+            Poll::Pending => {
+                this.waited = true;
+                Poll::Pending
+            }
+        }
+    }
 }
 
 fn saturate(n: usize) -> u32 {
@@ -314,7 +336,8 @@ impl<C: Connection, const COALESCE: usize> Chunked<C, COALESCE> {
         }
         while self.held_len > 0 {
             let piece = usize::from(self.held_len).min(usize::from(self.chunk_size));
-            let (n, waited) = write_down(&mut self.inner, &self.held[..piece]).await?;
+            let (result, waited) = write_down(pin!(self.inner.write(&self.held[..piece]))).await;
+            let n = result?;
             if n == 0 {
                 return Err(self.inner.ended_error(CloseReason::LocalError));
             }
@@ -342,7 +365,8 @@ impl<C: Connection, const COALESCE: usize> Chunked<C, COALESCE> {
             // Scratch beyond held_len: counted only once the write below returns.
             self.held[held..held + take].copy_from_slice(&buf[..take]);
             let piece = (held + take).min(usize::from(self.chunk_size));
-            let (n, waited) = write_down(&mut self.inner, &self.held[..piece]).await?;
+            let (result, waited) = write_down(pin!(self.inner.write(&self.held[..piece]))).await;
+            let n = result?;
             if n == 0 {
                 return Ok(Some(0));
             }
@@ -383,11 +407,15 @@ impl<C: Connection, const COALESCE: usize> Write for Chunked<C, COALESCE> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.phase == Phase::BetweenResponses {
-            self.begin_response();
-        }
-        if self.phase == (Phase::Responding { announced: false }) {
-            self.expected = self.accepted().saturating_add(saturate(buf.len()));
+        match self.phase {
+            Phase::BetweenResponses => {
+                self.begin_response();
+                self.expected = self.accepted().saturating_add(saturate(buf.len()));
+            }
+            Phase::Responding { announced: false } => {
+                self.expected = self.accepted().saturating_add(saturate(buf.len()));
+            }
+            Phase::Responding { announced: true } => {}
         }
         if self.unyielded >= self.chunk_size {
             yield_now().await;
@@ -399,7 +427,8 @@ impl<C: Connection, const COALESCE: usize> Write for Chunked<C, COALESCE> {
             return Ok(n);
         }
         let piece = &buf[..buf.len().min(usize::from(self.chunk_size))];
-        let (n, waited) = write_down(&mut self.inner, piece).await?;
+        let (result, waited) = write_down(pin!(self.inner.write(piece))).await;
+        let n = result?;
         self.count_sent(n, waited);
         Ok(n)
     }
