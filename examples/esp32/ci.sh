@@ -6,6 +6,10 @@
 #   text_bytes_c3=...  text_bytes_c3_no_layers=...  text_bytes_c6=...
 #   text_bytes_layers=<C3 with layers minus C3 without>
 #
+# The build without layers (feature no-layers) is the same firmware with an empty layer
+# stack, so the difference is the layers' code alone. SIZE_BREAKDOWN=1 also prints where
+# it goes (size_breakdown.py).
+#
 # Needs no Wi-Fi credentials: SSID and PASSWORD are optional at build time.
 set -euo pipefail
 
@@ -50,11 +54,16 @@ print(sum(h[5] for h in headers if name(h) == ".text"))
 PY
 }
 
-# Measured right after each build: the two C3 builds share one output path.
+# Measured right after each build: the two C3 builds share one output path, so each
+# ELF is also kept in target/sizes/ for size_breakdown.py.
+sizes="$CARGO_TARGET_DIR/sizes"
+mkdir -p "$sizes"
 c3_elf=$(build riscv32imc-unknown-none-elf esp32c3)
 c3=$(text_bytes "$c3_elf")
+cp "$c3_elf" "$sizes/c3-layers.elf"
 c3_plain_elf=$(build riscv32imc-unknown-none-elf esp32c3,no-layers)
 c3_plain=$(text_bytes "$c3_plain_elf")
+cp "$c3_plain_elf" "$sizes/c3-no-layers.elf"
 c6_elf=$(build riscv32imac-unknown-none-elf esp32c6)
 c6=$(text_bytes "$c6_elf")
 
@@ -62,3 +71,8 @@ echo "text_bytes_c3=$c3"
 echo "text_bytes_c3_no_layers=$c3_plain"
 echo "text_bytes_c6=$c6"
 echo "text_bytes_layers=$((c3 - c3_plain))"
+
+# SIZE_BREAKDOWN=1: where the difference goes, per crate and per symbol (needs llvm-nm).
+if [ "${SIZE_BREAKDOWN:-0}" = 1 ]; then
+    python3 "$here/size_breakdown.py" "$sizes/c3-layers.elf" "$sizes/c3-no-layers.elf"
+fi
