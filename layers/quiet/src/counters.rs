@@ -16,8 +16,8 @@ const REASONS: usize = CloseReason::ALL.len();
 /// limit. Put one in a `static`; any task can [`snapshot`](Counters::snapshot) it.
 ///
 /// Shared state sits behind a `critical-section` mutex, not atomics: the ESP32-C3
-/// (riscv32imc) has no atomic compare-and-swap. Each read or write of a connection
-/// takes the lock once for a few additions.
+/// (riscv32imc) has no atomic compare-and-swap. A connection takes the lock when it
+/// opens, once per 16 KiB it reads or writes, and when it closes.
 ///
 /// ```
 /// use tcp_layers_quiet::Counters;
@@ -109,20 +109,23 @@ impl Counters {
         });
     }
 
-    pub(crate) fn add_bytes(&self, bytes_in: usize, bytes_out: usize) {
+    pub(crate) fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
         critical_section::with(|cs| {
             let counts = &mut self.shared.borrow_ref_mut(cs).counts;
-            counts.bytes_in += bytes_in as u64;
-            counts.bytes_out += bytes_out as u64;
+            counts.bytes_in += bytes_in;
+            counts.bytes_out += bytes_out;
         });
     }
 
-    /// Counts one close and decides how loud it is. The caller logs outside the lock.
-    pub(crate) fn closed(&self, reason: CloseReason, now: Instant) -> CloseLog {
+    /// Counts one close, with the connection's bytes (in, out) not yet counted, and
+    /// decides how loud it is. The caller logs outside the lock.
+    pub(crate) fn closed(&self, reason: CloseReason, bytes: (u64, u64), now: Instant) -> CloseLog {
         critical_section::with(|cs| {
             let mut s = self.shared.borrow_ref_mut(cs);
             let s = &mut *s;
             s.counts.active = s.counts.active.saturating_sub(1);
+            s.counts.bytes_in += bytes.0;
+            s.counts.bytes_out += bytes.1;
             s.counts.closed[reason.index()] += 1;
             let limit = s.config.limit();
             let announce_suppressed = s.window.finish_expired(limit, now);
@@ -220,9 +223,10 @@ pub struct CounterSnapshot {
     /// Closed connections per reason, indexed by [`CloseReason::index`]; see
     /// [`CounterSnapshot::closed`].
     pub closed: [u64; REASONS],
-    /// Bytes read by the server, in all.
+    /// Bytes read by the server, in all: every byte of the closed connections, and
+    /// those of an open connection in steps of 16 KiB (the rest when it closes).
     pub bytes_in: u64,
-    /// Bytes written by the server, in all.
+    /// Bytes written by the server, in all, counted as `bytes_in` is.
     pub bytes_out: u64,
     /// Warn-or-above lines the rate limit dropped.
     pub suppressed_lines: u64,
@@ -335,7 +339,7 @@ mod tests {
         COUNTERS.opened();
         COUNTERS.opened();
         COUNTERS.add_bytes(10, 2000);
-        let log = COUNTERS.closed(CloseReason::ClientCancelled, at(0));
+        let log = COUNTERS.closed(CloseReason::ClientCancelled, (0, 0), at(0));
         assert_eq!(log.level, Level::Trace);
         let s = COUNTERS.snapshot();
         assert!(s.is_balanced());
@@ -358,14 +362,20 @@ mod tests {
             QuietConfig::new().rate_limit(RateLimit::new(1, Duration::from_secs(10))),
         );
         let levels: [Level; 4] = [
-            COUNTERS.closed(CloseReason::LocalError, at(0)).level,
-            COUNTERS.closed(CloseReason::LocalError, at(1)).level,
-            COUNTERS.closed(CloseReason::PeerReset, at(2)).level,
-            COUNTERS.closed(CloseReason::LocalError, at(3)).level,
+            COUNTERS
+                .closed(CloseReason::LocalError, (0, 0), at(0))
+                .level,
+            COUNTERS
+                .closed(CloseReason::LocalError, (0, 0), at(1))
+                .level,
+            COUNTERS.closed(CloseReason::PeerReset, (0, 0), at(2)).level,
+            COUNTERS
+                .closed(CloseReason::LocalError, (0, 0), at(3))
+                .level,
         ];
         assert_eq!(levels, [Level::Warn, Level::Off, Level::Trace, Level::Off]);
         assert_eq!(COUNTERS.snapshot().suppressed_lines, 2);
-        let next = COUNTERS.closed(CloseReason::PeerReset, at(10_000));
+        let next = COUNTERS.closed(CloseReason::PeerReset, (0, 0), at(10_000));
         assert_eq!(next.announce_suppressed, Some(2));
     }
 }

@@ -54,7 +54,9 @@
 //! acknowledged), and while the stack's send queue is not empty.
 //!
 //! Cost per connection: a reference to the static, two byte counts and two bytes of
-//! state (16 bytes on a 32-bit target); one critical section per read or write.
+//! state (16 bytes on a 32-bit target); a critical section when it opens, per 16 KiB
+//! read or written (the shared byte counts take an open connection's bytes in steps of
+//! 16 KiB, the rest when it closes) and when it closes.
 //!
 //! # Features
 //! - `log`, `defmt`: the backend of the close lines (either, both or none; with none the
@@ -195,7 +197,8 @@ impl<C: Connection> QuietConnection<C> {
             return;
         }
         self.outcome = Outcome::Counted(reason);
-        let log = self.counters.closed(reason, Instant::now());
+        let rest = (unshared(self.bytes_in), unshared(self.bytes_out));
+        let log = self.counters.closed(reason, rest, Instant::now());
         if let Some(lines) = log.announce_suppressed {
             counters::announce(lines);
         }
@@ -284,8 +287,38 @@ impl<C: Connection> Drop for QuietConnection<C> {
     }
 }
 
-fn saturate(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// The shared counters take a connection's bytes in steps of this many (per direction)
+/// and the rest when it closes: a lock per 16 KiB rather than per read or write, and a
+/// live connection's bytes show up in a snapshot at most 16 KiB late.
+const SHARED_STEP: u32 = 16 * 1024;
+
+/// Adds `n` bytes to a connection's count `total` (saturating at 4 GiB) and returns how
+/// many bytes to add to the shared counters now: the steps of [`SHARED_STEP`] the count
+/// went past. Once the count saturates, every byte not yet shared is shared at once,
+/// so the 64-bit shared counters stay exact beyond 4 GiB.
+fn count(total: &mut u32, n: usize) -> u64 {
+    let before = *total;
+    if before == u32::MAX {
+        return n as u64;
+    }
+    let after = u64::from(before) + n as u64;
+    if after < u64::from(u32::MAX) {
+        *total = after as u32;
+        u64::from((after as u32) / SHARED_STEP - before / SHARED_STEP) * u64::from(SHARED_STEP)
+    } else {
+        *total = u32::MAX;
+        after - u64::from(before - before % SHARED_STEP)
+    }
+}
+
+/// The bytes of a connection's count `total` that the shared counters have not taken
+/// yet: what [`count`] kept back below the last step.
+fn unshared(total: u32) -> u64 {
+    if total == u32::MAX {
+        0
+    } else {
+        u64::from(total % SHARED_STEP)
+    }
 }
 
 impl<C: Connection> ErrorType for QuietConnection<C> {
@@ -299,8 +332,10 @@ impl<C: Connection> Read for QuietConnection<C> {
             Ok(0) if !buf.is_empty() => self.saw(Failure::Eof),
             Ok(0) => {}
             Ok(n) => {
-                self.bytes_in = self.bytes_in.saturating_add(saturate(*n));
-                self.counters.add_bytes(*n, 0);
+                let shared = count(&mut self.bytes_in, *n);
+                if shared > 0 {
+                    self.counters.add_bytes(shared, 0);
+                }
                 self.phase = Phase::Request;
             }
             Err(e) => self.saw(Failure::Read(e.kind())),
@@ -315,8 +350,10 @@ impl<C: Connection> Write for QuietConnection<C> {
         match &result {
             Ok(0) => {}
             Ok(n) => {
-                self.bytes_out = self.bytes_out.saturating_add(saturate(*n));
-                self.counters.add_bytes(0, *n);
+                let shared = count(&mut self.bytes_out, *n);
+                if shared > 0 {
+                    self.counters.add_bytes(0, shared);
+                }
                 self.phase = Phase::Responding;
             }
             Err(e) => self.saw(Failure::Write(e.kind())),
@@ -373,5 +410,43 @@ impl<C: Connection> Connection for QuietConnection<C> {
         let reason = self.close_reason().unwrap_or(reason);
         self.count_close(reason);
         self.inner.end(reason).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SHARED_STEP, count, unshared};
+
+    /// Shared in steps plus the rest at the close is every byte, also past 4 GiB, and a
+    /// live count is never more than a step behind.
+    #[test]
+    fn shared_steps_and_the_rest_add_up_to_every_byte() {
+        let mut total = 0u32;
+        let mut shared = 0u64;
+        let mut exact = 0u64;
+        let mut locks = 0u32;
+        for n in [100, 4096, 4096, 1460, 2920, 70_000, 3, 16 * 1024, 1] {
+            let now = count(&mut total, n);
+            locks += u32::from(now > 0);
+            shared += now;
+            exact += n as u64;
+            assert!(exact - shared < u64::from(SHARED_STEP), "{exact} {shared}");
+        }
+        println!("{exact} bytes in 9 writes: {locks} shared additions");
+        assert_eq!(shared + unshared(total), exact);
+        assert!(locks < 9);
+
+        // Near 4 GiB: the count saturates, the shared counters stay exact.
+        let mut total = u32::MAX - 10_000;
+        let mut shared = 0u64;
+        let start = u64::from(total) - u64::from(total % SHARED_STEP);
+        for n in [5_000, 5_000, 5_000, 70_000] {
+            shared += count(&mut total, n);
+        }
+        assert_eq!(total, u32::MAX);
+        assert_eq!(
+            shared + unshared(total) + start,
+            u64::from(u32::MAX) - 10_000 + 85_000
+        );
     }
 }
