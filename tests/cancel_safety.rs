@@ -17,6 +17,9 @@
 //! the virtual clock moves on by [`STEP`], so the layers' deadlines (the reaper's, the
 //! linger, the budget's idle grace) fire within the budget and their own await points
 //! are dropped too.
+#[path = "common/pooled.rs"]
+mod pooled;
+use pooled::Pooled;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -28,7 +31,6 @@ use tcp_layers::{ConnectionBuilder, default_stack};
 use tcp_layers_chunked::{ChunkedLayer, ONE_SEGMENT};
 use tcp_layers_core::{
     CloseReason, Connection, ConnectionClass, ErrorKind, ErrorType, Layer, Read, TcpState, Write,
-    delegate_connection,
 };
 use tcp_layers_limit::{Budget, BudgetConfig, Limit};
 use tcp_layers_nodelay::NoDelay;
@@ -238,43 +240,6 @@ impl Connection for Mock {
     }
 }
 
-/// The handler's view: every write is copied through a buffer of [`SCRATCH`], held
-/// while the layers below write it.
-struct Pooled<C> {
-    inner: C,
-}
-
-impl<C: Connection> ErrorType for Pooled<C> {
-    type Error = C::Error;
-}
-
-impl<C: Connection> Read for Pooled<C> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
-        self.inner.read(buf).await
-    }
-}
-
-impl<C: Connection> Write for Pooled<C> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let mut scratch = SCRATCH.take().await;
-        let n = buf.len().min(scratch.len());
-        scratch[..n].copy_from_slice(&buf[..n]);
-        self.inner.write(&scratch[..n]).await
-    }
-
-    async fn flush(&mut self) -> Result<(), C::Error> {
-        self.inner.flush().await
-    }
-}
-
-impl<C: Connection> Connection for Pooled<C> {
-    delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
-        send_queue, recv_queue, ended_error, close_reason, set_class, end);
-}
-
 /// One step of an exchange, as a server makes it.
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -414,12 +379,14 @@ where
                     let bystander = s.bystander.then(|| {
                         let mut b = Pooled {
                             inner: s.layers.layer(Mock::new(Peer::new(b""))),
+                            pool: &SCRATCH,
                         };
                         assert!(b.set_class(ConnectionClass::Stream).is_ok(), "{what}");
                         b
                     });
                     let mut conn = Pooled {
                         inner: s.layers.layer(Mock::new(s.peer)),
+                        pool: &SCRATCH,
                     };
                     for prefix in &s.ops[..i] {
                         drive(run_op(&mut conn, *prefix), UNBOUNDED)

@@ -10,6 +10,9 @@
 //! The normal suite runs a fixed seed and a bounded count. The long run:
 //! `SOAK_CONNECTIONS=100000 cargo test --release -p tcp-layers --test soak -- --nocapture`
 //! (`SOAK_SEED=n` picks another mix).
+#[path = "common/pooled.rs"]
+mod pooled;
+use pooled::Pooled;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,9 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tcp_layers::default_stack;
 use tcp_layers::event::{self, Event};
-use tcp_layers_core::{
-    CloseReason, Connection, ErrorType, Read, TcpState, Write, delegate_connection,
-};
+use tcp_layers_core::{CloseReason, Connection, TcpState, Write};
 use tcp_layers_limit::{Budget, profile};
 use tcp_layers_pool::Pool;
 use tcp_layers_quiet::{CounterSnapshot, Counters};
@@ -605,43 +606,6 @@ async fn worker(host: Host, server: SocketAddr, plan: Rc<RefCell<Plan>>) {
     }
 }
 
-/// The handler copies every write through a buffer of the shared pool, as a server that
-/// formats each piece into scratch space does.
-struct Pooled<C> {
-    inner: C,
-}
-
-impl<C: Connection> ErrorType for Pooled<C> {
-    type Error = C::Error;
-}
-
-impl<C: Connection> Read for Pooled<C> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
-        self.inner.read(buf).await
-    }
-}
-
-impl<C: Connection> Write for Pooled<C> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let mut scratch = SCRATCH.take().await;
-        let n = buf.len().min(scratch.len());
-        scratch[..n].copy_from_slice(&buf[..n]);
-        self.inner.write(&scratch[..n]).await
-    }
-
-    async fn flush(&mut self) -> Result<(), C::Error> {
-        self.inner.flush().await
-    }
-}
-
-impl<C: Connection> Connection for Pooled<C> {
-    delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
-        send_queue, recv_queue, ended_error, close_reason, set_class, end);
-}
-
 /// Events the layers raised during the run.
 static EXHAUSTION_ENTERED: AtomicU64 = AtomicU64::new(0);
 static EVICTED: AtomicU64 = AtomicU64::new(0);
@@ -743,6 +707,7 @@ fn soak(connections: u64, seed: u64) -> Report {
             socket.set_timeout(None);
             let mut conn = Pooled {
                 inner: layers.wrap(&mut *socket),
+                pool: &SCRATCH,
             };
             let outcome = responder::serve(&mut conn, &ROUTES).await;
             served.set(served.get() + u64::from(outcome.requests));
