@@ -10,7 +10,7 @@
 #      unavailable, and at least 80 % of the loop's fetches succeed (100 attackers that
 #      reconnect at once can still win a freed slot before a probe does; the reaper
 #      bounds how long each holds it).
-#   4. accept errors: the server runs with `ulimit -n 24`; silent connections use up
+#   4. accept errors: the server runs with `ulimit -n 24` and 32 slots; silent connections use up
 #      its descriptors so accept() fails (EMFILE); once the reaper frees them the
 #      server accepts again.
 # Needs: wrk, slowhttptest, curl, python3 (Debian packages). Usage: tests/real_clients.sh
@@ -108,7 +108,13 @@ PY
 
 echo "== 4. accept errors (descriptor limit), then recovery"
 port=$(free_port)
-( ulimit -n 24; exec "$bin" --port "$port" --quiet --log warn --exit-after 60 ) >"$work/fd.log" 2>&1 &
+# 32 budget slots, so the silent clients are admitted and each holds a descriptor
+# until the reaper's first-byte deadline: with 24 descriptors (about 11 taken by
+# the runtime and the listener) the 40 clients must run accept() out of them,
+# whatever order the accept loop and the connection tasks run in. With the
+# default 8 slots the refused connections close at once and whether accept()
+# ever fails depended on scheduling.
+( ulimit -n 24; exec "$bin" --port "$port" --max-conns 32 --quiet --log warn --exit-after 60 ) >"$work/fd.log" 2>&1 &
 pids+=($!)
 wait_up "$port"
 python3 - "$port" <<'PY' &
