@@ -3,11 +3,21 @@
 //!
 //! embassy-time's own `mock-driver` cannot tell when its next alarm is due, so an
 //! executor on it must advance in fixed steps: slow, and imprecise (1 ms steps make a
-//! 20 ms round trip 5 % wrong). This driver keeps every registered wake-up in a min-heap
+//! 20 ms round trip 5 % wrong). This driver keeps the registered wake-ups in a min-heap
 //! ordered by (due tick, registration order), so the executor can jump straight to the
 //! earliest one and the order of wake-ups is the same on every run.
+//!
+//! It keeps one wake-up per waker, the earliest, as the timer queues of a device do
+//! (embassy-executor's integrated queue keeps one expiry per task, the generic queue
+//! one entry per waker, and each lowers it when an earlier instant comes): a later
+//! instant registered while an earlier one is pending changes nothing, and a timer that
+//! is dropped leaves its wake-up behind. So a task is polled here exactly as often as
+//! on the device, and what the queue costs per registration is about what it costs
+//! there (a lookup, no new entry). Futures that wait re-register at every poll, as
+//! `embassy_time::Timer` does, so a wake-up superseded by an earlier one is registered
+//! again once that one has fired.
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Mutex;
 use std::task::Waker;
 
@@ -41,18 +51,14 @@ struct ClockState {
     now: u64,
     seq: u64,
     timers: BinaryHeap<Reverse<TimerEntry>>,
-    /// (due, waker identity) of every pending entry. A task re-arms the same timer on
-    /// every poll (embassy-net's runner does, for its next poll time); without this the
-    /// heap would grow by one entry per poll.
-    pending: BTreeSet<(u64, usize, usize)>,
+    /// The pending wake-up of each waker (by identity): its due tick. A heap entry whose
+    /// tick is not the one here was superseded by an earlier instant and wakes nothing.
+    pending: BTreeMap<(usize, usize), u64>,
 }
 
-fn waker_key(at: u64, waker: &Waker) -> (u64, usize, usize) {
-    (
-        at,
-        waker.data() as usize,
-        waker.vtable() as *const _ as usize,
-    )
+/// What `Waker::will_wake` compares: the data pointer and the vtable.
+fn waker_key(waker: &Waker) -> (usize, usize) {
+    (waker.data() as usize, waker.vtable() as *const _ as usize)
 }
 
 /// The driver value registered with `time_driver_impl!`. A `Mutex` (not a `RefCell`)
@@ -69,7 +75,7 @@ impl VirtualClock {
                 now: 0,
                 seq: 0,
                 timers: BinaryHeap::new(),
-                pending: BTreeSet::new(),
+                pending: BTreeMap::new(),
             }),
         }
     }
@@ -93,9 +99,11 @@ impl Driver for VirtualClock {
             waker.wake_by_ref();
             return;
         }
-        if !s.pending.insert(waker_key(at, waker)) {
+        let key = waker_key(waker);
+        if s.pending.get(&key).is_some_and(|&earlier| earlier <= at) {
             return;
         }
+        s.pending.insert(key, at);
         let seq = s.seq;
         s.seq += 1;
         s.timers.push(Reverse(TimerEntry {
@@ -124,7 +132,16 @@ pub(crate) fn now_ticks() -> u64 {
 
 /// The tick of the earliest pending timer, if any.
 pub(crate) fn next_due() -> Option<u64> {
-    CLOCK.lock().timers.peek().map(|Reverse(t)| t.at)
+    let mut s = CLOCK.lock();
+    // Superseded entries are dropped here, so the clock never jumps to an instant that
+    // wakes nothing.
+    while let Some(Reverse(t)) = s.timers.peek() {
+        if s.pending.get(&waker_key(&t.waker)) == Some(&t.at) {
+            return Some(t.at);
+        }
+        s.timers.pop();
+    }
+    None
 }
 
 /// Moves the clock to the earliest pending timer (never backwards) and wakes every timer
@@ -142,9 +159,11 @@ pub(crate) fn advance_to_next() -> bool {
         let mut due = Vec::new();
         while s.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
             let Reverse(t) = s.timers.pop().expect("peeked");
-            let key = waker_key(t.at, &t.waker);
-            s.pending.remove(&key);
-            due.push(t.waker);
+            let key = waker_key(&t.waker);
+            if s.pending.get(&key) == Some(&t.at) {
+                s.pending.remove(&key);
+                due.push(t.waker);
+            }
         }
         due
     };

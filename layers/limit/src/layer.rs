@@ -86,9 +86,10 @@ enum Phase {
 /// then returns `Ok(0)`, as if the peer had closed, so a server loop written for the
 /// raw socket ends it the way it ends any finished keep-alive connection; later reads
 /// return `Ok(0)`, writes fail with `ended_error(CloseReason::Evicted)`, and
-/// [`Connection::close_reason`] answers `Evicted`, which [`Connection::end`] uses (an
-/// abort by default: the peer is idle and loses nothing, and the listener is free at
-/// once).
+/// [`Connection::close_reason`] answers `Evicted`, which [`Connection::end`] uses.
+/// `Evicted` is an orderly reason: the default `end` sends a FIN and flushes, because
+/// the last response may still sit unacknowledged in the send buffer and an RST would
+/// drop it; with the timewait layer below, the linger after that FIN is bounded.
 pub struct Limited<C, const N: usize> {
     inner: C,
     budget: &'static Budget<N>,

@@ -41,12 +41,12 @@
 //!
 //! Deadlines cost little while data flows: a call that completes at its first poll
 //! reads no clock and arms no timer; the clock is read when a phase starts (twice per
-//! request) and when a call has to wait. A wait arms no timer of its own while the
-//! connection's latest wake-up is still ahead of its deadline: embassy's timer queues
-//! keep a wake-up after its timer is dropped, so a timer per wait would wake the task
-//! once more, `stall` later, for every write that waited for room in the socket. The
-//! waits of a response share one wake-up per `stall` instead. The state per
-//! connection is 8 bytes plus a reference to the static [`ReaperConfig`].
+//! request) and when a call has to wait; a call that waits registers one timer. A
+//! timer dropped before it fires leaves its wake-up behind, but the executor's timer
+//! queue keeps one per task, the earliest, so the waits of a large response (one per
+//! acknowledgement that makes room in the socket) cost at most one early poll per
+//! `stall`. The state per connection is 8 bytes plus a reference to the static
+//! [`ReaperConfig`].
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Deadline, Layer};
@@ -65,7 +65,7 @@
 
 use core::future::Future;
 use core::pin::{Pin, pin};
-use core::task::{Context, Poll, ready};
+use core::task::{Context, Poll};
 
 use embassy_time::{Duration, Instant, Timer};
 use tcp_layers_core::{
@@ -410,11 +410,9 @@ pub enum Phase {
 pub struct ReaperConnection<C> {
     inner: C,
     config: &'static ReaperConfig,
-    /// In `Fresh`, `Head` and `Idle`, whose deadline runs from the start of the phase:
-    /// when the phase started, in ms (wrapping). In the other phases, whose waits each
-    /// get a deadline from the moment they have to wait: the clock tick (its low 32
-    /// bits) of the latest wake-up registered for such a deadline, which the next waits
-    /// share (see [`Expiry::start`]).
+    /// When the phase started, in ms (wrapping): the deadlines of `Fresh`, `Head` and
+    /// `Idle` run from there. The other phases give each wait its own deadline from
+    /// the moment it has to wait.
     mark_ms: u32,
     head: HeadScanner,
     phase: Phase,
@@ -457,83 +455,24 @@ fn now_ms() -> u32 {
     Instant::now().as_millis() as u32
 }
 
-/// The timer of a wait that had to wait. It fires at `armed`: a wake-up the connection
-/// already registered for an earlier wait, or the wait's own `deadline`.
-struct Expiry {
-    deadline: Instant,
-    armed: Instant,
-    timer: Timer,
-}
-
-impl Expiry {
-    /// The expiry of a wait starting now under `budget`; `None` for no limit.
-    ///
-    /// `shared` is the low 32 bits of the clock tick of the connection's latest
-    /// wake-up, for waits whose deadlines move with every wait. When that wake-up is
-    /// still ahead and not after this wait's deadline, the wait arms its timer for it:
-    /// the executor already holds it, and a timer of the wait's own would wake the task
-    /// once more after this wait is long over (embassy's timer queues keep a wake-up
-    /// when its timer is dropped). The value is only a hint: whatever it says, the
-    /// instant armed is registered with the current waker, so a stale value costs one
-    /// early wake-up, after which the wait re-arms for its deadline.
-    fn start(budget: Budget, shared: Option<&mut u32>) -> Option<Self> {
-        let now = Instant::now();
-        let deadline = budget.deadline(now)?;
-        let armed = match shared {
-            Some(shared) => {
-                let ahead = shared.wrapping_sub(now.as_ticks() as u32);
-                let at = Instant::from_ticks(now.as_ticks() + u64::from(ahead));
-                if ahead > 0 && at <= deadline {
-                    at
-                } else {
-                    *shared = deadline.as_ticks() as u32;
-                    deadline
-                }
-            }
-            None => deadline,
-        };
-        Some(Self {
-            deadline,
-            armed,
-            timer: Timer::at(armed),
-        })
-    }
-
-    /// `Ready` once the wait's own deadline has passed; re-arms for it when the timer
-    /// fires at an earlier wake-up.
-    fn poll(&mut self, cx: &mut Context<'_>, shared: &mut Option<&mut u32>) -> Poll<()> {
-        loop {
-            ready!(Pin::new(&mut self.timer).poll(cx));
-            if self.armed >= self.deadline {
-                return Poll::Ready(());
-            }
-            self.armed = self.deadline;
-            if let Some(shared) = shared {
-                **shared = self.deadline.as_ticks() as u32;
-            }
-            self.timer = Timer::at(self.deadline);
-        }
-    }
-}
-
 /// Runs `fut`; if it does not complete at its first poll, reads the clock once, arms a
-/// timer for the deadline `budget` gives (or for the connection's `shared` wake-up
-/// before it, see [`Expiry::start`]) and gives up (`None`) when the deadline passes
+/// timer for the deadline `budget` gives and gives up (`None`) when the deadline passes
 /// first. A call that completes at once costs no clock read and no timer.
+///
+/// A timer that is dropped before it fires leaves its wake-up in the executor's timer
+/// queue, but a device's queue keeps one wake-up per task, the earliest (embassy's
+/// integrated queue per task, its generic queue per waker): the waits of a response,
+/// each under `stall` from its own start, add at most one early poll per `stall`, not
+/// one per wait.
 ///
 /// A future of its own rather than an `async fn`: it holds the pinned call by
 /// reference, so the call's future is not moved into a second state machine on every
 /// read and write.
-fn within<'a, F: Future>(
-    fut: Pin<&'a mut F>,
-    budget: Budget,
-    shared: Option<&'a mut u32>,
-) -> Within<'a, F> {
+fn within<F: Future>(fut: Pin<&mut F>, budget: Budget) -> Within<'_, F> {
     Within {
         fut,
         budget,
-        shared,
-        expiry: None,
+        timer: None,
     }
 }
 
@@ -541,9 +480,9 @@ fn within<'a, F: Future>(
 struct Within<'a, F> {
     fut: Pin<&'a mut F>,
     budget: Budget,
-    shared: Option<&'a mut u32>,
-    /// `None` until the call first has to wait; then its expiry (`None` for no limit).
-    expiry: Option<Option<Expiry>>,
+    /// `None` until the call first has to wait; then its deadline's timer (`None` for
+    /// no limit).
+    timer: Option<Option<Timer>>,
 }
 
 impl<F: Future> Future for Within<'_, F> {
@@ -554,31 +493,14 @@ impl<F: Future> Future for Within<'_, F> {
         if let Poll::Ready(out) = this.fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let expiry = match &mut this.expiry {
-            Some(expiry) => expiry,
-            None => this
-                .expiry
-                .insert(Expiry::start(this.budget, this.shared.as_deref_mut())),
-        };
-        match expiry {
-            Some(expiry) => expiry.poll(cx, &mut this.shared).map(|()| None),
+        let budget = this.budget;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| budget.deadline(Instant::now()).map(Timer::at));
+        match timer {
+            Some(timer) => Pin::new(timer).poll(cx).map(|()| None),
             None => Poll::Pending,
         }
-    }
-}
-
-/// Where a wait in `phase` keeps the wake-up it shares with the waits after it: in
-/// `mark_ms`, unless the phase's deadline runs from its start (`mark_ms` holds that
-/// start; such a deadline stays put from wait to wait and needs no sharing).
-fn shared_wake(phase: Phase, mark_ms: &mut u32) -> Option<&mut u32> {
-    match phase {
-        Phase::Fresh | Phase::Head | Phase::Idle => None,
-        Phase::Request
-        | Phase::Interim
-        | Phase::Response
-        | Phase::Stream
-        | Phase::Raw
-        | Phase::Ended => Some(mark_ms),
     }
 }
 
@@ -713,9 +635,9 @@ impl<C: Connection> ReaperConnection<C> {
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
         };
-        let sent = within(pin!(self.inner.write_all(reply)), stall, None).await;
+        let sent = within(pin!(self.inner.write_all(reply)), stall).await;
         if let Some(Ok(())) = sent {
-            let _ = within(pin!(self.inner.flush()), stall, None).await;
+            let _ = within(pin!(self.inner.flush()), stall).await;
         }
     }
 
@@ -738,8 +660,8 @@ impl<C: Connection> Read for ReaperConnection<C> {
             return Err(err);
         }
         // An empty read returns at once and changes no phase: no deadline.
-        let (which, budget, shared) = if buf.is_empty() {
-            (Deadline::Stall, Budget::Never, None)
+        let (which, budget) = if buf.is_empty() {
+            (Deadline::Stall, Budget::Never)
         } else {
             match self.phase {
                 // A read after writes: the response is complete.
@@ -751,12 +673,11 @@ impl<C: Connection> Read for ReaperConnection<C> {
                 Phase::Interim => self.phase = Phase::Request,
                 _ => {}
             }
-            let (which, budget) = self.read_budget();
-            (which, budget, shared_wake(self.phase, &mut self.mark_ms))
+            self.read_budget()
         };
         // One await on the read and one on `reap`: every await site costs flash in the
         // state machine, so the two ways to fail share the second.
-        let result = within(pin!(self.inner.read(buf)), budget, shared).await;
+        let result = within(pin!(self.inner.read(buf)), budget).await;
         let which = match result {
             Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::HeadTooLarge,
             Some(result) => return result,
@@ -781,8 +702,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
         };
-        let shared = shared_wake(self.phase, &mut self.mark_ms);
-        let result = within(pin!(self.inner.write(buf)), stall, shared).await;
+        let result = within(pin!(self.inner.write(buf)), stall).await;
         match result {
             Some(result) => result,
             None => Err(self.reap(Deadline::Stall).await),
@@ -801,8 +721,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
         };
         loop {
             let queued = self.inner.send_queue();
-            let shared = shared_wake(self.phase, &mut self.mark_ms);
-            let result = within(pin!(self.inner.flush()), stall, shared).await;
+            let result = within(pin!(self.inner.flush()), stall).await;
             if let Some(result) = result {
                 return result;
             }
