@@ -44,6 +44,12 @@
 //! or `mock-driver` features, nor a HAL's time driver, in the same test binary).
 //! Simulations in one process run one at a time (a global lock): the clock is global.
 //!
+//! Its timer queue has the semantics of a device's: one wake-up per waker, the
+//! earliest (embassy-executor's integrated queue keeps one per task, the generic queue
+//! one per waker). A later instant registered while an earlier one is pending changes
+//! nothing, and a timer dropped before it fires still wakes its task once, so a server
+//! is polled as often here as on the chip.
+//!
 //! Hosts, servers and clients belong to the [`run`] that made them; do not carry them
 //! into another run.
 #![deny(missing_docs)]
