@@ -32,8 +32,8 @@ use tcp_layers_core::{
     TcpState, Unsupported, Write, emit_log,
 };
 
-use super::guess_reason;
 use super::split::{ReadHalf, Shared, WriteHalf};
+use super::{Ending, end_reason};
 
 /// How long an accept waits before it looks again at a socket that is still closing
 /// (FIN_WAIT, LAST_ACK): 10 ms, one delayed ACK of smoltcp, so a socket freed by the
@@ -419,9 +419,7 @@ impl<C: Connection> TcpShutdown for EdgeConnection<C> {
             }
             Close::Write | Close::Both => {
                 let conn = self.shared.get_mut();
-                let reason = conn
-                    .close_reason()
-                    .unwrap_or_else(|| guess_reason(conn.state(), true));
+                let reason = end_reason(conn, Ending::Shutdown);
                 conn.end(reason).await;
                 Ok(())
             }
@@ -434,9 +432,7 @@ impl<C: Connection> TcpShutdown for EdgeConnection<C> {
     /// an RST; anything else resets.
     async fn abort(&mut self) -> Result<(), C::Error> {
         let conn = self.shared.get_mut();
-        let reason = conn
-            .close_reason()
-            .unwrap_or_else(|| guess_reason(conn.state(), false));
+        let reason = end_reason(conn, Ending::Abort);
         conn.end(reason).await;
         Ok(())
     }

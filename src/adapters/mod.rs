@@ -12,15 +12,28 @@ pub mod picoserve;
 mod split;
 mod stream_routes;
 
-use tcp_layers_core::{CloseReason, TcpState};
+use tcp_layers_core::{CloseReason, Connection, TcpState};
 
-/// The reason to end with when no layer of the stack knows better (layers answer
-/// [`Connection::close_reason`] and prefer it over this guess).
-pub(crate) fn guess_reason(state: TcpState, orderly: bool) -> CloseReason {
-    match state {
-        TcpState::CloseWait | TcpState::LastAck | TcpState::TimeWait => CloseReason::PeerClosed,
-        TcpState::Closed if !orderly => CloseReason::PeerReset,
-        _ if orderly => CloseReason::LocalClose,
-        _ => CloseReason::LocalError,
-    }
+/// How the server asked to end the connection.
+#[derive(Clone, Copy)]
+pub(crate) enum Ending {
+    /// A graceful shutdown: the server is done with the connection.
+    Shutdown,
+    /// An abort: the server gave up on it.
+    Abort,
+}
+
+/// The reason to end `conn` with: the one a layer of the stack knows
+/// ([`Connection::close_reason`]) or, failing that, a guess from the TCP state and how
+/// the server asked to end it.
+pub(crate) fn end_reason(conn: &impl Connection, ending: Ending) -> CloseReason {
+    conn.close_reason()
+        .unwrap_or_else(|| match (conn.state(), ending) {
+            (TcpState::CloseWait | TcpState::LastAck | TcpState::TimeWait, _) => {
+                CloseReason::PeerClosed
+            }
+            (TcpState::Closed, Ending::Abort) => CloseReason::PeerReset,
+            (_, Ending::Shutdown) => CloseReason::LocalClose,
+            (_, Ending::Abort) => CloseReason::LocalError,
+        })
 }

@@ -49,9 +49,9 @@ use picoserve::time::Timer;
 use picoserve::{EmbassyRuntime, Timeouts};
 use tcp_layers_core::{Connection, Write as _};
 
-use super::guess_reason;
 use super::split::{ReadHalf, Shared, WriteHalf};
 use super::stream_routes::StreamRouted;
+use super::{Ending, end_reason};
 
 /// Bytes picoserve may format in one go into [`Write::write_with`](picoserve::io::Write):
 /// a status line or one header line. A longer line still comes out right (picoserve
@@ -244,9 +244,7 @@ where
         timer: &T,
     ) -> Result<(), picoserve::Error<C::Error>> {
         let conn = self.shared.get_mut();
-        let reason = conn
-            .close_reason()
-            .unwrap_or_else(|| guess_reason(conn.state(), false));
+        let reason = end_reason(conn, Ending::Abort);
         timer
             .run_with_timeout(timeouts.write, conn.end(reason))
             .await
@@ -262,9 +260,7 @@ where
         timer: &T,
     ) -> Result<(), picoserve::Error<C::Error>> {
         let conn = self.shared.get_mut();
-        let reason = conn
-            .close_reason()
-            .unwrap_or_else(|| guess_reason(conn.state(), true));
+        let reason = end_reason(conn, Ending::Shutdown);
         let bound = timeouts.read_request + timeouts.write;
         match timer.run_with_timeout(bound, conn.end(reason)).await {
             Ok(()) => Ok(()),
