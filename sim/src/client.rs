@@ -737,18 +737,7 @@ pub async fn cancel_after(
     path: &str,
     k_bytes: usize,
 ) -> Result<Interrupted, ClientError> {
-    let options = ClientOptions::new();
-    let mut buffers = ClientBuffers::new(&options);
-    let mut session = Session::connect(stack, &mut buffers, server, options).await?;
-    let local = session.local().expect("connected");
-    let received = request_and_read(&mut session, path, k_bytes).await?;
-    let at = Instant::now();
-    session.abort().await;
-    Ok(Interrupted {
-        received,
-        local,
-        at,
-    })
+    interrupt_after(stack, server, path, k_bytes, Interruption::Reset).await
 }
 
 /// A peer that walks away: requests `path`, reads `k_bytes` of the response, then its
@@ -760,19 +749,43 @@ pub async fn vanish_after(
     path: &str,
     k_bytes: usize,
 ) -> Result<Interrupted, ClientError> {
+    interrupt_after(stack, server, path, k_bytes, Interruption::Vanish(net)).await
+}
+
+/// How a client stops in the middle of a response.
+enum Interruption<'a> {
+    /// An RST, sent before the function returns.
+    Reset,
+    /// The endpoint vanishes from the net.
+    Vanish(&'a Net),
+}
+
+async fn interrupt_after(
+    stack: Stack<'static>,
+    server: SocketAddr,
+    path: &str,
+    k_bytes: usize,
+    interruption: Interruption<'_>,
+) -> Result<Interrupted, ClientError> {
     let options = ClientOptions::new();
     let mut buffers = ClientBuffers::new(&options);
     let mut session = Session::connect(stack, &mut buffers, server, options).await?;
     let local = session.local().expect("connected");
     let received = request_and_read(&mut session, path, k_bytes).await?;
-    net.vanish(local);
-    // The socket is dropped: the client's stack forgets it and, the endpoint being
-    // vanished, nothing it would say reaches the server anyway.
-    drop(session);
+    let at = Instant::now();
+    match interruption {
+        Interruption::Reset => session.abort().await,
+        Interruption::Vanish(net) => {
+            net.vanish(local);
+            // The socket is dropped: the client's stack forgets it and, the endpoint
+            // being vanished, nothing it would say reaches the server anyway.
+            drop(session);
+        }
+    }
     Ok(Interrupted {
         received,
         local,
-        at: Instant::now(),
+        at,
     })
 }
 
