@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use embassy_time::with_timeout;
 use tcp_layers_sim::responder::{self, Routes};
-use tcp_layers_sim::server::{self, SlotPhase};
+use tcp_layers_sim::server;
 use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, run, spawn};
 use tcp_layers_timewait::TimeWait;
 
@@ -32,21 +32,13 @@ fn close_to_listen(variant: Server, after: After) -> Option<Duration> {
             after,
             GIVE_UP * 2,
         ));
-        let back = with_timeout(
-            GIVE_UP,
-            slots.wait_until(|s| {
-                s.slot_connections(0) >= 1 && s.slot_phase(0) == SlotPhase::Accepting
-            }),
-        )
-        .await;
-        let back_at = Instant::now();
-        let ended = ended.get().expect("the server ended the connection");
+        let back = slot_back_after(&slots, &ended).await;
         if after == After::Close {
             let saw = client.await.expect("client result");
             let r = saw.response.expect("complete response");
             assert_eq!((r.status, r.body_len), (200, 2048));
         }
-        back.ok().map(|()| back_at - ended)
+        back
     })
 }
 
@@ -176,16 +168,7 @@ fn vanished_peer_socket_free_within_linger() {
                 After::StaySilent,
                 GIVE_UP * 2,
             ));
-            let back = with_timeout(
-                GIVE_UP,
-                slots.wait_until(|s| {
-                    s.slot_connections(0) >= 1 && s.slot_phase(0) == SlotPhase::Accepting
-                }),
-            )
-            .await;
-            let back_at = Instant::now();
-            let ended = ended.get().expect("the server ended the connection");
-            back.ok().map(|()| back_at - ended)
+            slot_back_after(&slots, &ended).await
         })
     };
     let raw = measure(Server::Raw);

@@ -6,10 +6,9 @@ mod common;
 use common::*;
 use embassy_futures::select::{Either, select};
 use embassy_net::tcp::TcpSocket;
-use embassy_time::with_timeout;
 use tcp_layers_core::{CloseReason, Connection, Layer, Write};
 use tcp_layers_sim::responder::{self, Routes};
-use tcp_layers_sim::server::{self, SlotPhase};
+use tcp_layers_sim::server;
 use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, run, spawn};
 use tcp_layers_timewait::TimeWait;
 
@@ -101,16 +100,7 @@ fn handler_return_to_listen(handler: Handler) -> Option<Duration> {
             After::StaySilent,
             GIVE_UP * 2,
         ));
-        let back = with_timeout(
-            GIVE_UP,
-            slots.wait_until(|s| {
-                s.slot_connections(0) >= 1 && s.slot_phase(0) == SlotPhase::Accepting
-            }),
-        )
-        .await;
-        let back_at = Instant::now();
-        let done = done.get().expect("the handler returned");
-        back.ok().map(|()| back_at - done)
+        slot_back_after(&slots, &done).await
     })
 }
 

@@ -8,11 +8,13 @@ use std::rc::Rc;
 
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
+use embassy_time::with_timeout;
 use tcp_layers_core::{CloseReason, Connection, Layer};
 use tcp_layers_sim::client::{
     ClientBuffers, ClientError, ClientOptions, PeerEnd, Response, Session,
 };
 use tcp_layers_sim::responder::{self, Routes};
+use tcp_layers_sim::server::{ServerHandle, SlotPhase};
 use tcp_layers_sim::{Duration, Instant, Net, Timer};
 use tcp_layers_timewait::TimeWait;
 
@@ -30,6 +32,20 @@ pub type Stamp = Rc<Cell<Option<Instant>>>;
 
 pub fn stamp() -> Stamp {
     Rc::new(Cell::new(None))
+}
+
+/// Waits (at most [`GIVE_UP`]) until the only slot of `slots`, having served a
+/// connection, accepts again; how long that was after the moment in `since`, `None`
+/// when it never did.
+pub async fn slot_back_after(slots: &ServerHandle, since: &Stamp) -> Option<Duration> {
+    let back = with_timeout(
+        GIVE_UP,
+        slots.wait_until(|s| s.slot_connections(0) >= 1 && s.slot_phase(0) == SlotPhase::Accepting),
+    )
+    .await;
+    let back_at = Instant::now();
+    let since = since.get().expect("the server stamped the moment");
+    back.ok().map(|()| back_at - since)
 }
 
 /// Records when `end` is called, then passes it on: the moment the server closes.
