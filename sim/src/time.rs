@@ -56,6 +56,20 @@ struct ClockState {
     pending: BTreeMap<(usize, usize), u64>,
 }
 
+impl ClockState {
+    /// The tick of the earliest live wake-up. Superseded entries on top of the heap are
+    /// dropped first, so the clock never jumps to an instant that wakes nothing.
+    fn earliest(&mut self) -> Option<u64> {
+        while let Some(Reverse(t)) = self.timers.peek() {
+            if self.pending.get(&waker_key(&t.waker)) == Some(&t.at) {
+                return Some(t.at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+}
+
 /// What `Waker::will_wake` compares: the data pointer and the vtable.
 fn waker_key(waker: &Waker) -> (usize, usize) {
     (waker.data() as usize, waker.vtable() as *const _ as usize)
@@ -132,16 +146,7 @@ pub(crate) fn now_ticks() -> u64 {
 
 /// The tick of the earliest pending timer, if any.
 pub(crate) fn next_due() -> Option<u64> {
-    let mut s = CLOCK.lock();
-    // Superseded entries are dropped here, so the clock never jumps to an instant that
-    // wakes nothing.
-    while let Some(Reverse(t)) = s.timers.peek() {
-        if s.pending.get(&waker_key(&t.waker)) == Some(&t.at) {
-            return Some(t.at);
-        }
-        s.timers.pop();
-    }
-    None
+    CLOCK.lock().earliest()
 }
 
 /// Moves the clock to the earliest pending timer (never backwards) and wakes every timer
@@ -149,7 +154,7 @@ pub(crate) fn next_due() -> Option<u64> {
 pub(crate) fn advance_to_next() -> bool {
     let due: Vec<Waker> = {
         let mut s = CLOCK.lock();
-        let Some(at) = s.timers.peek().map(|Reverse(t)| t.at) else {
+        let Some(at) = s.earliest() else {
             return false;
         };
         if at > s.now {
@@ -157,13 +162,10 @@ pub(crate) fn advance_to_next() -> bool {
         }
         let now = s.now;
         let mut due = Vec::new();
-        while s.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
-            let Reverse(t) = s.timers.pop().expect("peeked");
-            let key = waker_key(&t.waker);
-            if s.pending.get(&key) == Some(&t.at) {
-                s.pending.remove(&key);
-                due.push(t.waker);
-            }
+        while s.earliest().is_some_and(|at| at <= now) {
+            let Reverse(t) = s.timers.pop().expect("earliest is on top");
+            s.pending.remove(&waker_key(&t.waker));
+            due.push(t.waker);
         }
         due
     };
