@@ -244,20 +244,7 @@ pub async fn serve<C: Connection>(conn: &mut C, routes: &Routes) -> ServeOutcome
             Some(n) => n,
             None => {
                 out.requests += 1;
-                let r = write_head(
-                    conn,
-                    &mut out,
-                    "431 Request Header Fields Too Large",
-                    "text/plain",
-                    0,
-                    true,
-                )
-                .await;
-                break if r.is_ok() {
-                    CloseReason::LocalClose
-                } else {
-                    CloseReason::ClientCancelled
-                };
+                break refuse(conn, &mut out, "431 Request Header Fields Too Large").await;
             }
         };
         out.requests += 1;
@@ -275,20 +262,7 @@ pub async fn serve<C: Connection>(conn: &mut C, routes: &Routes) -> ServeOutcome
             Route::Body(body, len) => write_body(conn, &mut out, routes, body, len, close).await,
             Route::Sse => {
                 if conn.set_class(ConnectionClass::Stream).is_err() {
-                    let r = write_head(
-                        conn,
-                        &mut out,
-                        "503 Service Unavailable",
-                        "text/plain",
-                        0,
-                        true,
-                    )
-                    .await;
-                    break if r.is_ok() {
-                        CloseReason::LocalClose
-                    } else {
-                        CloseReason::ClientCancelled
-                    };
+                    break refuse(conn, &mut out, "503 Service Unavailable").await;
                 }
                 break stream_events(conn, &mut out, routes).await;
             }
@@ -313,6 +287,15 @@ async fn write_all<C: Connection>(
     conn.write_all(bytes).await?;
     out.bytes_out += bytes.len() as u64;
     Ok(())
+}
+
+/// Answers `status` with an empty body and `Connection: close`; how the connection
+/// ends after it.
+async fn refuse<C: Connection>(conn: &mut C, out: &mut ServeOutcome, status: &str) -> CloseReason {
+    match write_head(conn, out, status, "text/plain", 0, true).await {
+        Ok(()) => CloseReason::LocalClose,
+        Err(_) => CloseReason::ClientCancelled,
+    }
 }
 
 async fn write_head<C: Connection>(
