@@ -457,13 +457,8 @@ fn now_ms() -> u32 {
 
 /// Runs `fut`; if it does not complete at its first poll, reads the clock once, arms a
 /// timer for the deadline `budget` gives and gives up (`None`) when the deadline passes
-/// first. A call that completes at once costs no clock read and no timer.
-///
-/// A timer that is dropped before it fires leaves its wake-up in the executor's timer
-/// queue, but a device's queue keeps one wake-up per task, the earliest (embassy's
-/// integrated queue per task, its generic queue per waker): the waits of a response,
-/// each under `stall` from its own start, add at most one early poll per `stall`, not
-/// one per wait.
+/// first. A call that completes at once costs no clock read and no timer; what the
+/// timers of waits that end early cost is in the crate docs.
 ///
 /// A future of its own rather than an `async fn`: it holds the pinned call by
 /// reference, so the call's future is not moved into a second state machine on every
