@@ -7,15 +7,10 @@
 //! ordered by (due tick, registration order), so the executor can jump straight to the
 //! earliest one and the order of wake-ups is the same on every run.
 //!
-//! It keeps one wake-up per waker, the earliest, as the timer queues of a device do
-//! (embassy-executor's integrated queue keeps one expiry per task, the generic queue
-//! one entry per waker, and each lowers it when an earlier instant comes): a later
-//! instant registered while an earlier one is pending changes nothing, and a timer that
-//! is dropped leaves its wake-up behind. So a task is polled here exactly as often as
-//! on the device, and what the queue costs per registration is about what it costs
-//! there (a lookup, no new entry). Futures that wait re-register at every poll, as
-//! `embassy_time::Timer` does, so a wake-up superseded by an earlier one is registered
-//! again once that one has fired.
+//! It keeps one wake-up per waker, the earliest, as a device's timer queue does (see
+//! the crate docs); a registration that changes nothing is a lookup, no new entry.
+//! Futures that wait re-register at every poll, as `embassy_time::Timer` does, so a
+//! wake-up superseded by an earlier one is registered again once that one has fired.
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Mutex;
