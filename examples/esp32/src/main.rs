@@ -4,8 +4,10 @@
 //! The page chain-loads 128 kB JPEG frames back to back and keeps a Server-Sent Events
 //! stream open beside them: the load that makes a plain embassy-net server log errors
 //! for every browser cancel, starve its other clients and run out of sockets.
-//! `src/layers.rs` holds the layer stack, one line per layer; build with the feature
-//! `no-layers` for the same firmware on the bare socket.
+//! The app itself (routes, counters, layer stack, accept loops) is the `camera-app`
+//! crate beside this one, which the host binary in `tap/` serves on a PC too; this
+//! file only brings the network up. Build with the feature `no-layers` for the same
+//! firmware on the bare socket.
 //!
 //! Set `SSID` and `PASSWORD` in the environment at build time.
 #![no_std]
@@ -14,10 +16,7 @@
 // the default 128 levels to lay out.
 #![recursion_limit = "256"]
 
-mod app;
-mod layers;
-mod stats;
-
+use camera_app::{server, stats};
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_time::{Duration, Timer};
@@ -29,6 +28,7 @@ use esp_radio::wifi::{
 };
 use log::{error, info, warn};
 use static_cell::StaticCell;
+use tcp_layers::{BudgetConfig, limit::StackServices, profile};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -57,9 +57,28 @@ const HTTP_SOCKETS: usize = 6;
 #[cfg(not(any(feature = "esp32s3", feature = "esp32c3", feature = "esp32c6")))]
 compile_error!("pick a chip: --features esp32s3, esp32c3 or esp32c6");
 
+/// The chip's budget: total, stream and request slots.
+#[cfg(feature = "esp32s3")]
+const PROFILE: BudgetConfig = profile::ESP32_S3;
+#[cfg(feature = "esp32c3")]
+const PROFILE: BudgetConfig = profile::ESP32_C3;
+#[cfg(feature = "esp32c6")]
+const PROFILE: BudgetConfig = profile::ESP32_C6;
+
 /// Every socket embassy-net holds: the HTTP sockets and the DHCP client's. Running
 /// out panics inside the stack, so it is counted here, not guessed.
 const STACK_SOCKETS: usize = HTTP_SOCKETS + 1;
+
+/// The connection budget and request buffers; `fits_stack` fails the build if
+/// embassy-net's `StackResources` has no room for the budget beside the DHCP client.
+static RESOURCES: server::Resources<HTTP_SOCKETS> =
+    server::Resources::new(PROFILE.fits_stack(STACK_SOCKETS, StackServices::Dhcp));
+
+/// Shown in the boot log.
+#[cfg(not(feature = "no-layers"))]
+const DESCRIPTION: &str = server::LAYERS;
+#[cfg(feature = "no-layers")]
+const DESCRIPTION: &str = "no layers";
 
 #[esp_rtos::main]
 async fn main(spawner: Spawner) -> ! {
@@ -108,14 +127,14 @@ async fn main(spawner: Spawner) -> ! {
     stack.wait_config_up().await;
     if let Some(config) = stack.config_v4() {
         info!(
-            "open http://{}/ ({} HTTP sockets, {})",
+            "open http://{}/ ({} HTTP sockets, layers: {})",
             config.address.address(),
             HTTP_SOCKETS,
-            layers::DESCRIPTION
+            DESCRIPTION
         );
     }
 
-    layers::start(&spawner, stack);
+    spawner.spawn(http_task(stack).expect("one HTTP task"));
 
     loop {
         Timer::after(Duration::from_secs(60)).await;
@@ -139,6 +158,16 @@ async fn wifi_task(mut controller: WifiController<'static>) {
         // Give the access point time to recover before the next try.
         Timer::after(Duration::from_secs(5)).await;
     }
+}
+
+/// Serves HTTP on every socket; the accept loops never return.
+#[embassy_executor::task]
+async fn http_task(stack: embassy_net::Stack<'static>) {
+    #[cfg(not(feature = "no-layers"))]
+    server::serve_layered(stack, HTTP_PORT, &RESOURCES).await;
+    // The same server on the bare socket: CI measures the layers' size against it.
+    #[cfg(feature = "no-layers")]
+    server::serve_unlayered(stack, HTTP_PORT, &RESOURCES).await;
 }
 
 /// Drives the IP stack: every packet in and out goes through this task.

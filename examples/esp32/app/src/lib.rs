@@ -1,0 +1,13 @@
+//! The camera page: one app, compiled into the ESP32 firmware and into the host binary
+//! that serves it on embassy-net over a Linux TAP device.
+//!
+//! Everything the device does on the network lives here: the routes ([`routes`]), the
+//! counters behind `/stats` and `/events` ([`stats`]) and the HTTP server with its layer
+//! stack and accept loops ([`server`]). What differs between the firmware and the host
+//! binary is only how the network comes up: Wi-Fi and DHCP on the chip, a TAP device
+//! and a static address on the PC.
+#![no_std]
+
+pub mod routes;
+pub mod server;
+pub mod stats;

@@ -1,0 +1,144 @@
+//! The HTTP server: accept, serve with picoserve, close, repeat, on every socket.
+//!
+//! The accept loops are tcp-layers' `serve` and every connection goes through the
+//! layer stack of [`serve_layered`]. [`serve_unlayered`] is the same server with an
+//! empty stack (same accept loops, adapter, buffers, routes and counters): the
+//! firmware built with it measures the layers' code size, and the host binary runs it
+//! as the comparison a real client sees.
+use embassy_net::Stack;
+use embassy_time::Duration;
+use log::debug;
+use picoserve::{Config, Timeouts};
+use tcp_layers::{
+    Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, Limit, NoDelay, Pool,
+    Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait, adapters::picoserve::PicoserveSocket,
+    serve,
+};
+
+use crate::{routes, stats};
+
+/// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
+/// 2 kB holds one with its cookies and a pipelined second one.
+pub const TCP_RX_BYTES: usize = 2048;
+/// Transmit buffer per HTTP socket, bytes: about three 1460-byte segments in flight,
+/// enough to keep a Wi-Fi link busy without costing 8 sockets too much RAM.
+pub const TCP_TX_BYTES: usize = 4096;
+/// picoserve's buffer per connection, bytes: holds the request head being parsed.
+pub const HTTP_BUFFER_BYTES: usize = 2048;
+
+/// picoserve's timeouts. Its defaults (1 s to write, 1 s for the next keep-alive
+/// request) are tuned for small responses on a quiet LAN; a 128 kB frame to a phone on
+/// a busy network needs longer, and the browser asks for the next frame only after it
+/// has decoded the previous one.
+const TIMEOUTS: Timeouts = Timeouts {
+    start_read_request: Duration::from_secs(5),
+    persistent_start_read_request: Duration::from_secs(5),
+    read_request: Duration::from_secs(3),
+    write: Duration::from_secs(5),
+};
+
+/// Keep-alive on: the page fetches frames back to back on one connection.
+static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
+
+/// The layers of [`serve_layered`], shown in the boot log.
+pub const LAYERS: &str = "quiet, limit, reaper, timewait, chunked, nodelay; /events as a stream";
+
+/// How connections ended, per reason; `/stats` shows them (via the event hook).
+static CLOSES: Counters = Counters::new();
+/// Deadlines for idle, slow and stalled clients: the HTTP defaults.
+static DEADLINES: ReaperConfig = ReaperConfig::http();
+/// The paths picoserve streams (Server-Sent Events): the adapter asks the budget for
+/// the stream class when a request is for one of them, since a picoserve handler cannot
+/// reach the connection; past the stream cap the request gets a 503. Without layers
+/// nothing caps streams and the paths change nothing.
+static STREAM_PATHS: [&str; 1] = ["/events"];
+
+/// The state the server shares between its `N` sockets: the connection budget and
+/// picoserve's request buffers. A `static` of the firmware or the host binary, since
+/// `N` is the chip's socket count.
+pub struct Resources<const N: usize> {
+    budget: Budget<N>,
+    /// One request buffer per connection being served: taken after the accept and
+    /// returned when the connection ends, however it ends. The accept loops share one
+    /// handler, so the buffer cannot belong to a loop.
+    http_buffers: Pool<N, HTTP_BUFFER_BYTES>,
+}
+
+impl<const N: usize> Resources<N> {
+    /// Resources for `N` sockets under the chip's budget (`profile::ESP32_S3` and its
+    /// siblings; check it against `StackResources` with `fits_stack`).
+    pub const fn new(profile: BudgetConfig) -> Self {
+        Self {
+            budget: Budget::new(profile),
+            http_buffers: Pool::new(),
+        }
+    }
+}
+
+/// Serves the camera app on `port` with `N` sockets, every connection wrapped in the
+/// layer stack. Never returns.
+pub async fn serve_layered<const N: usize>(
+    stack: Stack<'static>,
+    port: u16,
+    resources: &'static Resources<N>,
+) -> ! {
+    // The layer stack, outermost first: one line per layer.
+    let layers = ConnectionBuilder::new()
+        .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
+        .layer(Limit::new(&resources.budget)) // budget per class, evicts idle keep-alive
+        .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
+        .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
+        .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
+        .layer(NoDelay::new()); // Nagle off: the body follows the head at once
+    serve_with!(stack, port, layers, resources)
+}
+
+/// The same server on the bare socket: what the layers change is the difference.
+pub async fn serve_unlayered<const N: usize>(
+    stack: Stack<'static>,
+    port: u16,
+    resources: &'static Resources<N>,
+) -> ! {
+    serve_with!(stack, port, ConnectionBuilder::new(), resources)
+}
+
+/// The accept loops and the picoserve handler, for one concrete layer stack: a macro
+/// rather than a function generic over the stack, since picoserve's `serve` needs the
+/// connection type's lifetimes, which a higher-ranked bound over every layer cannot
+/// state.
+macro_rules! serve_with {
+    ($stack:expr, $port:expr, $layers:expr, $resources:expr) => {{
+        let app = routes::router();
+        let layers = $layers;
+        let http_buffers = &$resources.http_buffers;
+        let mut buffers: Buffers<N, TCP_RX_BYTES, TCP_TX_BYTES> =
+            [([0; TCP_RX_BYTES], [0; TCP_TX_BYTES]); N];
+        // One accept loop per socket; accept errors back off, the loops never exit.
+        serve(
+            $stack,
+            ServeConfig::new($port),
+            &mut buffers,
+            &layers,
+            async |conn| {
+                let _open = stats::OpenConnection::new();
+                let mut http_buffer = http_buffers.take().await;
+                // picoserve ends the connection through the stack (`Connection::end`);
+                // the quiet layer has logged how, at the right level, so the result
+                // here is only a debug line.
+                let socket = PicoserveSocket::new(conn).with_stream_paths(&STREAM_PATHS);
+                match picoserve::Server::new(&app, &CONFIG, &mut http_buffer[..])
+                    .serve(socket)
+                    .await
+                {
+                    Ok(done) => debug!("http: {} requests", done.handled_requests_count),
+                    Err(err) => {
+                        stats::server_error();
+                        debug!("http: ended: {:?}", err);
+                    }
+                }
+            },
+        )
+        .await
+    }};
+}
+use serve_with;
