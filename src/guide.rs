@@ -23,7 +23,7 @@
 //!     loop {
 //!         accepts.accept_socket(&mut socket, 80).await;
 //!         let mut conn = layers.wrap(&mut socket);
-//!         let reason = serve(&mut conn).await; // your code, unchanged
+//!         let reason = handle_http(&mut conn).await; // your code, unchanged
 //!         conn.end(reason).await; // FIN, bounded linger, RST: the socket is free
 //!     }
 //! }
@@ -32,7 +32,7 @@
 //! // ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)).layer(NoDelay::new())
 //!
 //! // Your request loop: any code that reads and writes an embedded-io-async stream.
-//! async fn serve(conn: &mut impl Connection) -> CloseReason {
+//! async fn handle_http(conn: &mut impl Connection) -> CloseReason {
 //!     let mut head = [0u8; 1024];
 //!     loop {
 //!         match conn.read(&mut head).await {
@@ -47,6 +47,22 @@
 //!     }
 //! }
 //! ```
+//!
+//! "Your code, unchanged" asks three things of it:
+//!
+//! - It returns how the connection ended, a [`CloseReason`](crate::CloseReason): the
+//!   quiet layer logs and counts the close by it (a peer's reset or FIN is not your
+//!   fault and is not logged as one). A layer that ended the connection itself (a
+//!   deadline, an eviction) wins over the reason you return.
+//! - A response that streams for long (Server-Sent Events, WebSocket, long poll) calls
+//!   `conn.set_class(ConnectionClass::Stream)` first: otherwise it holds a request slot
+//!   for as long as it streams. A refused promotion (`Err(ClassFull)`) means the stream
+//!   slots are taken.
+//! - It runs on as many sockets as connections should be served at once: embassy-net
+//!   has no backlog, so one task per socket (or `tcp_layers::serve`, feature
+//!   `embassy-net`, which runs one accept loop per buffer pair). `Budget<8>` with
+//!   `profile::ESP32_S3` serves at most 8 connections, of which at most 6 requests and
+//!   2 streams, and needs 8 sockets to do it.
 //!
 //! # picoserve
 //!

@@ -7,6 +7,9 @@
 //! binary is only how the network comes up: Wi-Fi and DHCP on the chip, a TAP device
 //! and a static address on the PC.
 #![no_std]
+// picoserve's router and response types nest deeply; the server's futures need more
+// than the default 128 levels to lay out (clippy computes their layout too).
+#![recursion_limit = "256"]
 
 pub mod routes;
 pub mod server;

@@ -120,7 +120,7 @@ macro_rules! serve_with {
             &mut buffers,
             &layers,
             async |conn| {
-                let _open = stats::OpenConnection::new();
+                let _open = stats::OpenConnection::accepted();
                 let mut http_buffer = http_buffers.take().await;
                 // picoserve ends the connection through the stack (`Connection::end`);
                 // the quiet layer has logged how, at the right level, so the result

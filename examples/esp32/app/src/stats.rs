@@ -64,11 +64,12 @@ fn update(change: impl FnOnce(&mut Counters)) {
 pub struct OpenConnection(());
 
 impl OpenConnection {
-    /// A connection was accepted and is being served.
-    pub fn new() -> Self {
+    /// A connection was accepted and is being served (a counted event, hence no
+    /// `Default`).
+    pub fn accepted() -> Self {
         update(|c| {
             c.accepted = c.accepted.wrapping_add(1);
-            c.open += 1;
+            c.open = c.open.saturating_add(1);
         });
         Self(())
     }
