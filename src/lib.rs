@@ -48,6 +48,22 @@ pub use tcp_layers_sim as sim;
 mod builder;
 pub use builder::ConnectionBuilder;
 
+#[cfg(feature = "limit")]
+/// The answer to an HTTP request the budget refuses after it waited for a request slot
+/// longer than the queue bound: `503 Service Unavailable`, `Retry-After: 1`, empty,
+/// closing. Pass it to [`BudgetConfig::with_refusal_reply`](tcp_layers_limit::BudgetConfig::with_refusal_reply)
+/// for an HTTP server (`tcp-layers-limit` knows TCP, not HTTP):
+///
+/// ```
+/// use tcp_layers::{Budget, HTTP_503_REPLY, profile};
+/// static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3.with_refusal_reply(HTTP_503_REPLY));
+/// ```
+///
+/// One second: a request waits for a slot only while the device serves as many requests
+/// as it can, which lasts a response time, not minutes.
+pub const HTTP_503_REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 #[cfg(feature = "default-stack")]
 mod stack;
 #[cfg(all(

@@ -476,8 +476,12 @@ fn a_response_in_flight_is_not_evicted_as_idle_through_picoserve() {
         "without the wait a connection of A's own page load is evicted"
     );
     assert!(a && b, "both devices load the whole page");
-    assert_eq!(
-        evicted, 0,
-        "nothing of A's page load is evicted while it loads"
+    // A is served 5 requests at once (the ESP32-S3's 6 request slots less one left for
+    // another device): its sixth connection takes over one of A's own connections once
+    // that one is idle, its response delivered. Nothing in flight is evicted, or A's
+    // load would not be whole.
+    assert!(
+        evicted <= 1,
+        "at most A's own idle connection is given up during its load, not {evicted}"
     );
 }

@@ -13,30 +13,65 @@ use crate::BudgetConfig;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotUse {
     Free,
-    /// A request connection reading a request or writing a response.
-    Busy,
+    /// A request connection reading a request: no byte of its response written yet.
+    /// Not `admitted`: it waits for a request slot (its peer is at its share, or the
+    /// requests are at their cap); the server may read its request, and its response
+    /// waits until a slot is given to it.
+    Head {
+        admitted: bool,
+    },
+    /// Not admitted, and the server wants to write its response: queued for a request
+    /// slot, woken when one is given to it.
+    Queued,
+    /// A request connection writing its response.
+    Responding,
     /// A request connection between keep-alive requests: its response is written, a
     /// read is pending and no byte of the next request has arrived. Evictable.
     Idle,
-    /// A stream (SSE, WebSocket, long poll): never evicted.
+    /// A stream (SSE, WebSocket, long poll): never evicted, never displaced.
     Stream,
-    /// Told to close; counts against no class, holds its socket until dropped.
+    /// Told to close (evicted, displaced or refused after queueing): counts against no
+    /// class, holds its socket until dropped.
     Evicted,
+}
+
+impl SlotUse {
+    /// Holds one of the request slots.
+    const fn is_request(self) -> bool {
+        matches!(
+            self,
+            Self::Head { admitted: true } | Self::Responding | Self::Idle
+        )
+    }
+
+    /// Waits for a request slot.
+    const fn is_waiting(self) -> bool {
+        matches!(self, Self::Head { admitted: false } | Self::Queued)
+    }
 }
 
 struct Slot {
     use_: SlotUse,
-    /// The activity clock when the connection last became idle: the smallest is the
-    /// least recently active.
-    idle_since: u32,
-    /// The pending read of an idle connection, woken on eviction.
+    /// The remote address, folded to 32 bits; 0 when the stack did not say.
+    peer: u32,
+    /// When the slot entered its use, in milliseconds (wrapping): the age of a request
+    /// head.
+    since_ms: u32,
+    /// The table's sequence number when the slot entered its use: orders idle
+    /// connections (least recently active first) and the queue (first come, first
+    /// served) even within one millisecond.
+    order: u32,
+    /// The pending read (or, when `Queued`, write) to wake when the budget decides for
+    /// this connection.
     waker: Option<Waker>,
 }
 
 impl Slot {
     const FREE: Slot = Slot {
         use_: SlotUse::Free,
-        idle_since: 0,
+        peer: 0,
+        since_ms: 0,
+        order: 0,
         waker: None,
     };
 }
@@ -44,54 +79,99 @@ impl Slot {
 /// Counters of a budget since it was created. Read with [`Budget::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BudgetStats {
-    /// Connections admitted.
+    /// Connections admitted (given a request slot, at accept or from the queue).
     pub admitted: u32,
-    /// Connections refused at accept because no slot of their class was left
-    /// (closed with `CloseReason::OverBudget`).
+    /// Connections refused: at accept (their peer held its whole share of sockets, or
+    /// no slot was left), or after waiting in the queue past the bound.
     pub refused: u32,
     /// Idle keep-alive connections evicted.
     pub evictions: u32,
-    /// Promotions to `Stream` refused (cap reached or exhausted).
+    /// Connections that waited for a request slot (their peer was at its share or the
+    /// requests at their cap).
+    pub queued: u32,
+    /// Connections still reading their request head, displaced when every socket was
+    /// taken.
+    pub displaced: u32,
+    /// Promotions to `Stream` refused (the stream cap was reached).
     pub stream_refusals: u32,
     /// Times the exhaustion threshold started being held.
     pub exhaustion_entered: u32,
 }
 
+/// Why a connection was refused, for the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its peer already held `per_peer` sockets: fairness, not overload.
+    PeerShare,
+    /// No slot was left (more sockets than the budget's total).
+    Full,
+    /// It waited for a request slot longer than the queue bound.
+    QueueTimeout,
+}
+
+/// One log line per window for refusals: the first refusal of a window is logged, the
+/// rest are counted and summed up in the next line.
+const REFUSAL_LOG_WINDOW_MS: u32 = 10_000;
+
 struct Table<const N: usize> {
     slots: [Slot; N],
-    /// Counts idle transitions; orders idle connections by age without a timer.
+    /// Counts state changes; the smallest `order` is the oldest.
     clock: u32,
     exhausted: bool,
     /// Wrappers alive, admitted or refused.
     wrappers: u16,
     stats: BudgetStats,
+    /// Start of the current refusal log window, if one is open.
+    refusal_window_ms: Option<u32>,
+    /// Refusals not logged in the current window.
+    refusals_unlogged: u16,
 }
 
 /// Events decided inside the critical section, emitted after it (the hook runs
 /// outside any critical section).
 #[derive(Default)]
 struct Outcome {
-    evicted: Option<Waker>,
-    eviction: bool,
+    /// Wakers of connections the budget decided for (evicted, displaced, admitted).
+    wake: [Option<Waker>; 2],
+    evictions: u8,
+    displaced: bool,
     exhaustion: Option<(bool, u16)>,
     stream_refused: bool,
+    /// A refusal to log, and how many went unlogged before it.
+    refusal: Option<(Refusal, u16)>,
 }
 
 impl Outcome {
+    fn wake(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match self.wake.iter_mut().find(|w| w.is_none()) {
+            Some(free) => *free = Some(waker),
+            // More decisions in one step than places: wake at once (a spurious early
+            // poll inside the critical section is harmless; wakers only schedule).
+            None => waker.wake(),
+        }
+    }
+
     fn emit(self) {
-        if let Some(waker) = self.evicted {
+        for waker in self.wake.into_iter().flatten() {
             waker.wake();
         }
-        if self.eviction {
+        for _ in 0..self.evictions {
             tcp_layers_core::emit_log!(
                 debug,
                 "limit: evicted the least recently active idle connection"
             );
             event::emit(Event::Evicted);
         }
+        if self.displaced {
+            tcp_layers_core::emit_log!(
+                debug,
+                "limit: every socket taken, closed the connection longest in its request head"
+            );
+        }
         if let Some((held, active)) = self.exhaustion {
             if held {
-                tcp_layers_core::emit_log!(warn, "limit: exhaustion held, {} connections", active);
+                tcp_layers_core::emit_log!(info, "limit: exhaustion held, {} connections", active);
             } else {
                 tcp_layers_core::emit_log!(
                     info,
@@ -105,21 +185,53 @@ impl Outcome {
             tcp_layers_core::emit_log!(info, "limit: stream refused, stream budget full");
             event::emit(Event::StreamRefused);
         }
+        match self.refusal {
+            Some((Refusal::PeerShare, unlogged)) => tcp_layers_core::emit_log!(
+                info,
+                "limit: closed a connection from a peer holding its share of sockets ({} more since the last line)",
+                unlogged
+            ),
+            Some((Refusal::Full, unlogged)) => tcp_layers_core::emit_log!(
+                warn,
+                "limit: refused a connection, no slot left ({} more since the last line)",
+                unlogged
+            ),
+            Some((Refusal::QueueTimeout, unlogged)) => tcp_layers_core::emit_log!(
+                warn,
+                "limit: refused a request that waited too long for a slot ({} more since the last line)",
+                unlogged
+            ),
+            None => {}
+        }
     }
 }
 
+/// Milliseconds on the embassy-time clock, wrapping: only differences are used.
+fn now_ms() -> u32 {
+    embassy_time::Instant::now().as_millis() as u32
+}
+
 impl<const N: usize> Table<N> {
-    fn count(&self, pred: impl Fn(SlotUse) -> bool) -> u16 {
-        self.slots.iter().filter(|s| pred(s.use_)).count() as u16
+    /// Puts slot `index` in `use_` from now on.
+    fn enter(&mut self, index: usize, use_: SlotUse, now: u32) {
+        self.clock = self.clock.wrapping_add(1);
+        let slot = &mut self.slots[index];
+        slot.use_ = use_;
+        slot.since_ms = now;
+        slot.order = self.clock;
+    }
+
+    fn count(&self, pred: impl Fn(&Slot) -> bool) -> u16 {
+        self.slots.iter().filter(|s| pred(s)).count() as u16
     }
 
     fn occupied(&self) -> u16 {
-        self.count(|u| u != SlotUse::Free)
+        self.count(|s| s.use_ != SlotUse::Free)
     }
 
     /// Occupied and not told to close: the sockets that will not come back by themselves.
     fn live(&self) -> u16 {
-        self.count(|u| !matches!(u, SlotUse::Free | SlotUse::Evicted))
+        self.count(|s| !matches!(s.use_, SlotUse::Free | SlotUse::Evicted))
     }
 
     /// Listeners free once every evicted connection has closed.
@@ -128,30 +240,123 @@ impl<const N: usize> Table<N> {
     }
 
     fn requests(&self) -> u16 {
-        self.count(|u| matches!(u, SlotUse::Busy | SlotUse::Idle))
+        self.count(|s| s.use_.is_request())
     }
 
     fn streams(&self) -> u16 {
-        self.count(|u| u == SlotUse::Stream)
+        self.count(|s| s.use_ == SlotUse::Stream)
     }
 
-    /// Marks the least recently active idle connection evicted.
-    fn evict_lru(&mut self, out: &mut Outcome) -> bool {
+    /// The request slots `peer` holds; 0 for an unknown peer.
+    fn peer_requests(&self, peer: u32) -> u16 {
+        if peer == 0 {
+            return 0;
+        }
+        self.count(|s| s.peer == peer && s.use_.is_request())
+    }
+
+    /// The sockets `peer` holds and will not give back by themselves.
+    fn peer_sockets(&self, peer: u32) -> u16 {
+        self.count(|s| s.peer == peer && !matches!(s.use_, SlotUse::Free | SlotUse::Evicted))
+    }
+
+    /// A request of `peer` fits: the requests are under their cap and the peer under
+    /// its share of them.
+    fn fits(&self, config: &BudgetConfig, peer: u32) -> bool {
+        self.requests() < u16::from(config.request)
+            && self.peer_requests(peer) < u16::from(config.peer_request_share())
+    }
+
+    /// Evicts idle connections until a request of `peer` fits: first the peer's own
+    /// least recently active one if it is at its share, then the least recently active
+    /// of all if the requests are at their cap. Returns whether it fits.
+    fn make_room(&mut self, config: &BudgetConfig, peer: u32, out: &mut Outcome) -> bool {
+        if peer != 0
+            && self.peer_requests(peer) >= u16::from(config.peer_request_share())
+            && !self.evict_lru(Some(peer), out)
+        {
+            return false;
+        }
+        if self.requests() >= u16::from(config.request) && !self.evict_lru(None, out) {
+            return false;
+        }
+        self.fits(config, peer)
+    }
+
+    /// Marks the least recently active idle connection (of `peer`, if given) evicted.
+    fn evict_lru(&mut self, peer: Option<u32>, out: &mut Outcome) -> bool {
         let clock = self.clock;
         let oldest = self
             .slots
             .iter_mut()
-            .filter(|s| s.use_ == SlotUse::Idle)
-            .max_by_key(|s| clock.wrapping_sub(s.idle_since));
+            .filter(|s| s.use_ == SlotUse::Idle && peer.is_none_or(|p| s.peer == p))
+            .max_by_key(|s| clock.wrapping_sub(s.order));
         match oldest {
             Some(slot) => {
                 slot.use_ = SlotUse::Evicted;
-                out.evicted = slot.waker.take();
-                out.eviction = true;
-                self.stats.evictions += 1;
+                out.wake(slot.waker.take());
+                out.evictions = out.evictions.saturating_add(1);
+                self.stats.evictions = self.stats.evictions.saturating_add(1);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Gives request slots to waiting connections, first come first served. A
+    /// connection still reading its head only takes a slot that is free; one whose
+    /// response is ready (`Queued`, so its request is complete) may evict idle
+    /// connections for it.
+    fn admit_waiting(&mut self, config: &BudgetConfig, now: u32, out: &mut Outcome) {
+        loop {
+            let next = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.use_.is_waiting())
+                .filter(|(_, s)| s.use_ == SlotUse::Queued || self.fits(config, s.peer))
+                .max_by_key(|(_, s)| self.clock.wrapping_sub(s.order))
+                .map(|(i, s)| (i, s.peer));
+            let Some((index, peer)) = next else { return };
+            if !self.make_room(config, peer, out) {
+                // The oldest waiter cannot be served yet; later ones wait behind it.
+                return;
+            }
+            let slot = &mut self.slots[index];
+            // A head keeps its age (for displacement); a queued response starts now.
+            let (use_, since) = match slot.use_ {
+                SlotUse::Queued => (SlotUse::Responding, now),
+                _ => (SlotUse::Head { admitted: true }, slot.since_ms),
+            };
+            out.wake(slot.waker.take());
+            self.enter(index, use_, since);
+            self.stats.admitted = self.stats.admitted.saturating_add(1);
+        }
+    }
+
+    /// Every socket is taken: closes the connection that has been reading its request
+    /// head the longest, if longer than the configured minimum, so a new connection is
+    /// not starved by clients that send their heads slowly. `except` is the newcomer.
+    fn displace_slowest_head(
+        &mut self,
+        config: &BudgetConfig,
+        except: usize,
+        now: u32,
+        out: &mut Outcome,
+    ) {
+        let oldest = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, s)| *i != except && matches!(s.use_, SlotUse::Head { .. }))
+            .map(|(_, s)| s)
+            .filter(|s| now.wrapping_sub(s.since_ms) >= config.displace_after_ms)
+            .max_by_key(|s| (now.wrapping_sub(s.since_ms), u32::MAX - s.order));
+        if let Some(slot) = oldest {
+            slot.use_ = SlotUse::Evicted;
+            out.wake(slot.waker.take());
+            out.displaced = true;
+            self.stats.displaced = self.stats.displaced.saturating_add(1);
         }
     }
 
@@ -161,11 +366,35 @@ impl<const N: usize> Table<N> {
         if held != self.exhausted {
             self.exhausted = held;
             if held {
-                self.stats.exhaustion_entered += 1;
+                self.stats.exhaustion_entered = self.stats.exhaustion_entered.saturating_add(1);
             }
             out.exhaustion = Some((held, active));
         }
     }
+
+    /// Counts a refusal and decides whether it gets a log line.
+    fn refuse(&mut self, why: Refusal, now: u32, out: &mut Outcome) {
+        self.stats.refused = self.stats.refused.saturating_add(1);
+        match self.refusal_window_ms {
+            Some(start) if now.wrapping_sub(start) < REFUSAL_LOG_WINDOW_MS => {
+                self.refusals_unlogged = self.refusals_unlogged.saturating_add(1);
+            }
+            _ => {
+                out.refusal = Some((why, self.refusals_unlogged));
+                self.refusal_window_ms = Some(now);
+                self.refusals_unlogged = 0;
+            }
+        }
+    }
+}
+
+/// How [`Budget::admit`] took a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// It has a slot (a request slot, or a place in the queue for one).
+    Slot(u8),
+    /// Refused: it gets no slot and ends at once.
+    Refused,
 }
 
 /// The connection budget: a `static` shared by every server socket.
@@ -224,9 +453,13 @@ impl<const N: usize> Budget<N> {
                     admitted: 0,
                     refused: 0,
                     evictions: 0,
+                    queued: 0,
+                    displaced: 0,
                     stream_refusals: 0,
                     exhaustion_entered: 0,
                 },
+                refusal_window_ms: None,
+                refusals_unlogged: 0,
             })),
         }
     }
@@ -246,7 +479,8 @@ impl<const N: usize> Budget<N> {
         self.with(|t| t.occupied())
     }
 
-    /// Connections of `class` counted against its cap (evicted ones count in neither).
+    /// Connections of `class` counted against its cap (evicted and waiting ones count
+    /// in neither).
     pub fn active_of(&self, class: ConnectionClass) -> u16 {
         self.with(|t| match class {
             ConnectionClass::Request => t.requests(),
@@ -256,7 +490,12 @@ impl<const N: usize> Budget<N> {
 
     /// Request connections idle between keep-alive requests, evictable.
     pub fn idle(&self) -> u16 {
-        self.with(|t| t.count(|u| u == SlotUse::Idle))
+        self.with(|t| t.count(|s| s.use_ == SlotUse::Idle))
+    }
+
+    /// Connections waiting for a request slot.
+    pub fn waiting(&self) -> u16 {
+        self.with(|t| t.count(|s| s.use_.is_waiting()))
     }
 
     /// Wrappers alive, admitted or refused: 0 once every wrapped connection is dropped.
@@ -286,59 +525,90 @@ impl<const N: usize> Budget<N> {
             t.exhausted = false;
             t.wrappers = 0;
             t.stats = BudgetStats::default();
+            t.refusal_window_ms = None;
+            t.refusals_unlogged = 0;
         })
     }
 
-    /// Admits a connection that was just accepted: takes a slot for it as `Request`,
-    /// evicting the least recently active idle connection when the request cap is
-    /// reached, when fewer than `reserve` listeners stay free, or while exhausted.
-    /// Returns the slot, or `None` if the connection is refused.
-    pub(crate) fn admit(&self) -> Option<u8> {
+    /// Takes a connection that was just accepted from `peer` (0: unknown).
+    ///
+    /// Refused when its peer already holds its share of sockets (`per_peer`) and has
+    /// no idle connection to give up for it, or when no slot is left. Otherwise it
+    /// gets a slot: admitted as a request if one fits (the requests under their cap,
+    /// the peer under its share of them), else waiting for one. Then, as before any
+    /// accept: an idle connection is evicted if fewer listeners than the reserve are
+    /// free (or while exhausted), and if every socket is now taken, the connection
+    /// longest in its request head is displaced.
+    pub(crate) fn admit(&self, peer: u32) -> Admission {
+        let config = &self.config;
         let mut out = Outcome::default();
         let admission = self.with(|t| {
-            t.wrappers += 1;
-            let total = u16::from(self.config.total);
-            let mut evicted = false;
-            if t.occupied() >= total {
+            t.wrappers = t.wrappers.saturating_add(1);
+            let now = now_ms();
+            if t.occupied() >= u16::from(config.total) {
                 // More sockets than slots: only a dropped connection frees one.
-                t.evict_lru(&mut out);
-                t.stats.refused += 1;
-                return None;
+                t.evict_lru(None, &mut out);
+                t.refuse(Refusal::Full, now, &mut out);
+                return Admission::Refused;
             }
-            if t.requests() >= u16::from(self.config.request) {
-                evicted = t.evict_lru(&mut out);
-                if !evicted {
-                    t.stats.refused += 1;
-                    return None;
-                }
+            if peer != 0
+                && t.peer_sockets(peer) >= u16::from(config.per_peer)
+                && !t.evict_lru(Some(peer), &mut out)
+            {
+                t.refuse(Refusal::PeerShare, now, &mut out);
+                return Admission::Refused;
             }
-            // occupied < total <= N, so a free slot exists.
-            let index = t.slots.iter().position(|s| s.use_ == SlotUse::Free)?;
-            t.slots[index].use_ = SlotUse::Busy;
-            t.stats.admitted += 1;
-            let free_listeners = t.free_listeners(&self.config);
-            t.update_exhaustion(&self.config, &mut out);
-            if !evicted && (free_listeners < u16::from(self.config.reserve) || t.exhausted) {
-                t.evict_lru(&mut out);
+            let Some(index) = t.slots.iter().position(|s| s.use_ == SlotUse::Free) else {
+                t.refuse(Refusal::Full, now, &mut out);
+                return Admission::Refused;
+            };
+            let admitted = t.fits(config, peer);
+            t.slots[index].peer = peer;
+            t.slots[index].waker = None;
+            t.enter(index, SlotUse::Head { admitted }, now);
+            if admitted {
+                t.stats.admitted = t.stats.admitted.saturating_add(1);
+            } else {
+                t.stats.queued = t.stats.queued.saturating_add(1);
             }
-            Some(index as u8)
+            t.update_exhaustion(config, &mut out);
+            if t.free_listeners(config) < u16::from(config.reserve) || t.exhausted {
+                t.evict_lru(None, &mut out);
+            }
+            if t.live() >= u16::from(config.total) {
+                t.displace_slowest_head(config, index, now, &mut out);
+            }
+            Admission::Slot(index as u8)
         });
         out.emit();
         admission
     }
 
-    /// A wrapper is dropped: its slot (if it was admitted) is free again.
+    /// A wrapper is dropped: its slot (if it had one) is free again, and the waiting
+    /// connections may take what it held.
     pub(crate) fn release(&self, slot: Option<u8>) {
         let mut out = Outcome::default();
         self.with(|t| {
-            t.wrappers -= 1;
+            t.wrappers = t.wrappers.saturating_sub(1);
             if let Some(index) = slot {
                 t.slots[usize::from(index)] = Slot::FREE;
                 t.update_exhaustion(&self.config, &mut out);
+                t.admit_waiting(&self.config, now_ms(), &mut out);
             }
         });
         out.emit();
     }
+}
+
+/// What [`Ticket::begin_response`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResponseSlot {
+    /// The response may be written.
+    Granted,
+    /// Queued: wait for the waker.
+    Waiting,
+    /// The connection was told to close.
+    Closed,
 }
 
 impl<const N: usize> Ticket<N> {
@@ -347,50 +617,134 @@ impl<const N: usize> Ticket<N> {
         self.budget.config.idle_grace_ms
     }
 
-    /// Runs `f` on the table and the index of this ticket's slot.
-    fn with_slot<R>(&self, f: impl FnOnce(&mut Table<N>, usize) -> R) -> R {
+    /// How long a response may wait for a request slot.
+    pub(crate) fn queue_wait_ms(&self) -> u32 {
+        self.budget.config.queue_wait_ms
+    }
+
+    /// The bytes a connection refused after queueing is answered with.
+    pub(crate) fn refusal_reply(&self) -> &'static [u8] {
+        self.budget.config.refusal_reply
+    }
+
+    /// Runs `f` on the table and the index of this ticket's slot, then emits what it
+    /// decided.
+    fn with_slot<R>(&self, f: impl FnOnce(&mut Table<N>, usize, &mut Outcome) -> R) -> R {
         let index = usize::from(self.slot);
-        self.budget.with(|t| f(t, index))
+        let mut out = Outcome::default();
+        let result = self.budget.with(|t| f(t, index, &mut out));
+        out.emit();
+        result
+    }
+
+    /// A read of a request connection is pending: `waker` is woken if the budget closes
+    /// the connection (an eviction or a displacement). Returns true once it has.
+    pub(crate) fn watch(&self, waker: &Waker) -> bool {
+        self.with_slot(|t, i, _| {
+            let slot = &mut t.slots[i];
+            match slot.use_ {
+                SlotUse::Evicted => true,
+                SlotUse::Free | SlotUse::Stream => false,
+                _ => {
+                    match &mut slot.waker {
+                        Some(w) if w.will_wake(waker) => {}
+                        other => *other = Some(waker.clone()),
+                    }
+                    false
+                }
+            }
+        })
     }
 
     /// A read is pending after a response and no byte has arrived: the connection is
     /// idle and may be evicted; `waker` is woken if it is. Returns true if it already
     /// was evicted.
     pub(crate) fn wait_idle(&self, waker: &Waker) -> bool {
-        self.with_slot(|t, i| {
-            let clock = t.clock.wrapping_add(1);
+        let config = self.budget.config;
+        self.with_slot(|t, i, out| {
             let slot = &mut t.slots[i];
             match slot.use_ {
                 SlotUse::Evicted => return true,
-                SlotUse::Busy => {
-                    slot.use_ = SlotUse::Idle;
-                    slot.idle_since = clock;
+                SlotUse::Responding | SlotUse::Head { admitted: true } => {
                     slot.waker = Some(waker.clone());
-                    t.clock = clock;
+                    let now = now_ms();
+                    t.enter(i, SlotUse::Idle, now);
+                    // A queued response may take this connection's place now.
+                    t.admit_waiting(&config, now, out);
                 }
                 SlotUse::Idle => match &mut slot.waker {
                     Some(w) if w.will_wake(waker) => {}
                     other => *other = Some(waker.clone()),
                 },
-                SlotUse::Stream | SlotUse::Free => {}
+                SlotUse::Head { admitted: false }
+                | SlotUse::Queued
+                | SlotUse::Stream
+                | SlotUse::Free => {}
             }
-            false
+            t.slots[i].use_ == SlotUse::Evicted
         })
     }
 
-    /// The idle read ended (data, error or cancelled): busy again unless evicted.
-    /// Returns true if it was evicted.
+    /// The idle read ended (data, error or cancelled): reading a request again unless
+    /// evicted. Returns true if it was evicted.
     pub(crate) fn end_idle(&self) -> bool {
-        self.with_slot(|t, i| {
-            let slot = &mut t.slots[i];
-            slot.waker = None;
-            match slot.use_ {
+        self.with_slot(|t, i, _| {
+            t.slots[i].waker = None;
+            match t.slots[i].use_ {
                 SlotUse::Idle => {
-                    slot.use_ = SlotUse::Busy;
+                    t.enter(i, SlotUse::Head { admitted: true }, now_ms());
                     false
                 }
                 other => other == SlotUse::Evicted,
             }
+        })
+    }
+
+    /// The server is about to write a response. Granted at once to an admitted
+    /// connection; a waiting one takes a request slot if one can be made (evicting an
+    /// idle connection of its peer, or the least recently active of all), else it is
+    /// queued and `waker` is woken when a slot is given to it.
+    pub(crate) fn begin_response(&self, waker: &Waker) -> ResponseSlot {
+        let config = self.budget.config;
+        self.with_slot(|t, i, out| match t.slots[i].use_ {
+            SlotUse::Head { admitted: true } => {
+                t.slots[i].waker = None;
+                t.enter(i, SlotUse::Responding, now_ms());
+                ResponseSlot::Granted
+            }
+            SlotUse::Responding | SlotUse::Idle | SlotUse::Stream => ResponseSlot::Granted,
+            SlotUse::Evicted | SlotUse::Free => ResponseSlot::Closed,
+            SlotUse::Head { admitted: false } | SlotUse::Queued => {
+                let now = now_ms();
+                if t.slots[i].use_ != SlotUse::Queued {
+                    t.enter(i, SlotUse::Queued, now);
+                }
+                t.slots[i].waker = Some(waker.clone());
+                // First come, first served: this response goes when the queue reaches it.
+                t.admit_waiting(&config, now, out);
+                match t.slots[i].use_ {
+                    SlotUse::Responding => {
+                        t.slots[i].waker = None;
+                        ResponseSlot::Granted
+                    }
+                    SlotUse::Evicted => ResponseSlot::Closed,
+                    _ => ResponseSlot::Waiting,
+                }
+            }
+        })
+    }
+
+    /// A queued response waited longer than the bound: the connection is refused.
+    /// Returns false if a slot was given to it in the meantime.
+    pub(crate) fn give_up_waiting(&self) -> bool {
+        self.with_slot(|t, i, out| {
+            if !t.slots[i].use_.is_waiting() {
+                return t.slots[i].use_ == SlotUse::Evicted;
+            }
+            t.slots[i].use_ = SlotUse::Evicted;
+            t.slots[i].waker = None;
+            t.refuse(Refusal::QueueTimeout, now_ms(), out);
+            true
         })
     }
 
@@ -399,47 +753,44 @@ impl<const N: usize> Ticket<N> {
     /// idle connection. Returns true if that was this one.
     pub(crate) fn shed_after_grace(&self) -> bool {
         let config = self.budget.config;
-        let mut out = Outcome::default();
-        let evicted = self.with_slot(|t, i| {
+        self.with_slot(|t, i, out| {
             if t.free_listeners(&config) < u16::from(config.reserve) || t.exhausted {
-                t.evict_lru(&mut out);
+                t.evict_lru(None, out);
             }
             t.slots[i].use_ == SlotUse::Evicted
-        });
-        out.emit();
-        evicted
+        })
     }
 
-    /// Moves the connection to `class` if its cap allows and, for a stream, the budget
-    /// is not exhausted.
+    /// Moves the connection to `class` if its cap allows. A stream is a reservation:
+    /// within the stream cap it is admitted whatever the requests hold, and it gives
+    /// back the request slot (or the place in the queue) it had.
     pub(crate) fn set_class(&self, class: ConnectionClass) -> Result<(), ClassFull> {
         let config = self.budget.config;
-        let mut out = Outcome::default();
-        let result = self.with_slot(|t, i| match (t.slots[i].use_, class) {
-            (SlotUse::Stream, ConnectionClass::Stream)
-            | (SlotUse::Busy | SlotUse::Idle, ConnectionClass::Request) => Ok(()),
-            (SlotUse::Busy | SlotUse::Idle, ConnectionClass::Stream) => {
-                if t.exhausted || t.streams() >= u16::from(config.stream) {
-                    t.stats.stream_refusals += 1;
+        self.with_slot(|t, i, out| match (t.slots[i].use_, class) {
+            (SlotUse::Stream, ConnectionClass::Stream) => Ok(()),
+            (SlotUse::Evicted | SlotUse::Free, _) => Err(ClassFull { class }),
+            (_, ConnectionClass::Stream) => {
+                if t.streams() >= u16::from(config.stream) {
+                    t.stats.stream_refusals = t.stats.stream_refusals.saturating_add(1);
                     out.stream_refused = true;
-                    Err(ClassFull { class })
-                } else {
-                    t.slots[i].use_ = SlotUse::Stream;
-                    t.slots[i].waker = None;
-                    Ok(())
+                    return Err(ClassFull { class });
                 }
+                // A response queued behind the request cap may go on now, as a stream.
+                out.wake(t.slots[i].waker.take());
+                let now = now_ms();
+                t.enter(i, SlotUse::Stream, now);
+                t.admit_waiting(&config, now, out);
+                Ok(())
             }
             (SlotUse::Stream, ConnectionClass::Request) => {
-                if t.requests() >= u16::from(config.request) {
-                    Err(ClassFull { class })
-                } else {
-                    t.slots[i].use_ = SlotUse::Busy;
+                if t.fits(&config, t.slots[i].peer) {
+                    t.enter(i, SlotUse::Responding, now_ms());
                     Ok(())
+                } else {
+                    Err(ClassFull { class })
                 }
             }
-            (SlotUse::Evicted | SlotUse::Free, _) => Err(ClassFull { class }),
-        });
-        out.emit();
-        result
+            (_, ConnectionClass::Request) => Ok(()),
+        })
     }
 }

@@ -56,10 +56,33 @@ impl StackServices {
 ///   load within a few round trips, so a connection idle for a second is between page
 ///   loads, and closing it costs a reconnect later, not a broken page now.
 /// - `exhaustion_at`: connections held at which the budget counts as exhausted: it then
-///   evicts an idle connection at every accept, refuses new streams and raises
-///   [`Event::Exhaustion`](tcp_layers_core::event::Event::Exhaustion). Default
-///   `total - 2`: two slots before the stack refuses, time enough for the application
-///   to react.
+///   evicts an idle connection at every accept and raises
+///   [`Event::Exhaustion`](tcp_layers_core::event::Event::Exhaustion) (logged at info:
+///   one browser's page load reaches it). Streams within their cap are still admitted:
+///   the stream slots are a reservation. Default `total - 2`: two slots before the
+///   stack refuses, time enough for the application to react.
+/// - `per_peer`: sockets one remote address may hold at once, as nginx's `limit_conn`
+///   keyed by the client address. A connection past it is closed at once unless the
+///   peer has an idle keep-alive connection to give up for it, so one device never
+///   takes the sockets another needs. Default `total - 2` (all of them for a budget of
+///   1 or 2): room for a second device's page and its stream. Of the request slots, a
+///   peer is served at most `request - 1` at once ([`BudgetConfig::peer_request_share`]),
+///   so one is always left for another device; its further requests wait (see
+///   `queue_wait_ms`).
+/// - `queue_wait_ms`: how long a request that does not fit (its peer at its share, or
+///   the requests at their cap) may wait for a slot before it is refused. Its request
+///   is read meanwhile; only its response waits, until one of its peer's connections
+///   goes idle (which it then takes over) or ends. Default 2000 ms: a page's next
+///   request starts within a response time; a refused one is answered with
+///   `refusal_reply` and closed.
+/// - `displace_after_ms`: when every socket is taken, the connection that has been
+///   reading its request head the longest is closed for the newcomer, if it has been
+///   at it this long. Default 1000 ms: a real client sends its head in one round trip,
+///   a slowloris client takes seconds per line.
+/// - `refusal_reply`: the bytes a refused request is answered with before the FIN
+///   (this crate knows TCP, not HTTP: an HTTP server passes its `503 Service
+///   Unavailable` with `Retry-After`, the facade's `HTTP_503_REPLY`). Default empty: a
+///   FIN without an answer.
 /// - `pcb_threshold`: the seed's socket-count threshold, in lwIP PCBs (listeners,
 ///   connections and their `TIME_WAIT` leftovers, which outlive a closed connection
 ///   by 120 s on lwIP). It is the point at which a device on ESP-IDF is near its
@@ -83,12 +106,21 @@ pub struct BudgetConfig {
     pub pcb_threshold: u8,
     /// Milliseconds idle before a connection is evicted to refill the reserve.
     pub idle_grace_ms: u32,
+    /// Sockets one remote address may hold at once.
+    pub per_peer: u8,
+    /// Milliseconds a request that does not fit may wait for a slot.
+    pub queue_wait_ms: u32,
+    /// Milliseconds a request head must have been read before it may be displaced.
+    pub displace_after_ms: u32,
+    /// The answer to a refused request, written before the FIN.
+    pub refusal_reply: &'static [u8],
 }
 
 impl BudgetConfig {
     /// `total` slots, of which at most `stream` streams and `request` requests, with the
-    /// defaults for the rest (reserve 1, exhaustion at `total - 2` (at `total` for a
-    /// budget of 1 or 2), PCB threshold 12, idle grace 1000 ms).
+    /// defaults for the rest (reserve 1, exhaustion at and per peer `total - 2` (`total`
+    /// for a budget of 1 or 2), PCB threshold 12, idle grace 1000 ms, queue wait 2000 ms,
+    /// displacement after 1000 ms, no refusal reply).
     ///
     /// # Panics
     /// At compile time when used in a `const` or `static`, if a rule breaks: see
@@ -102,8 +134,65 @@ impl BudgetConfig {
             exhaustion_at: if total > 2 { total - 2 } else { total },
             pcb_threshold: 12,
             idle_grace_ms: 1000,
+            per_peer: if total > 2 { total - 2 } else { total },
+            queue_wait_ms: 2000,
+            displace_after_ms: 1000,
+            refusal_reply: &[],
         }
         .validated()
+    }
+
+    /// The same budget with `sockets` per remote address (`total` turns the per-peer
+    /// share off).
+    pub const fn with_per_peer(self, sockets: u8) -> Self {
+        Self {
+            per_peer: sockets,
+            ..self
+        }
+        .validated()
+    }
+
+    /// The same budget with another queue bound, in milliseconds.
+    pub const fn with_queue_wait_ms(self, queue_wait_ms: u32) -> Self {
+        Self {
+            queue_wait_ms,
+            ..self
+        }
+        .validated()
+    }
+
+    /// The same budget with another minimum age before a request head is displaced,
+    /// in milliseconds.
+    pub const fn with_displace_after_ms(self, displace_after_ms: u32) -> Self {
+        Self {
+            displace_after_ms,
+            ..self
+        }
+        .validated()
+    }
+
+    /// The same budget answering refused requests with `reply` before the FIN.
+    pub const fn with_refusal_reply(self, reply: &'static [u8]) -> Self {
+        Self {
+            refusal_reply: reply,
+            ..self
+        }
+        .validated()
+    }
+
+    /// The request slots one peer is served at once: `request - 1` (at least 1), and
+    /// no more than `per_peer`, so a request slot is always left for another device.
+    pub const fn peer_request_share(&self) -> u8 {
+        let share = if self.request > 1 {
+            self.request - 1
+        } else {
+            1
+        };
+        if share < self.per_peer {
+            share
+        } else {
+            self.per_peer
+        }
     }
 
     /// The same budget with another idle grace, in milliseconds.
@@ -167,6 +256,7 @@ impl BudgetConfig {
     /// - `stream + request <= total` (classes exceed the total);
     /// - `reserve < total` (a reserve of every slot would evict every idle connection);
     /// - `1 <= exhaustion_at <= total + 1` (`total + 1` = never exhausted);
+    /// - `1 <= per_peer <= total`;
     /// - `pcb_threshold < LWIP_PCB_LIMIT` (shedding must start before lwIP refuses).
     ///
     /// ```compile_fail,E0080
@@ -189,6 +279,12 @@ impl BudgetConfig {
     ///
     /// ```compile_fail,E0080
     /// use tcp_layers_limit::BudgetConfig;
+    /// // No socket at all for a peer: does not compile.
+    /// const CONFIG: BudgetConfig = BudgetConfig::new(6, 1, 5).with_per_peer(0);
+    /// ```
+    ///
+    /// ```compile_fail,E0080
+    /// use tcp_layers_limit::BudgetConfig;
     /// // Exhausted at 0 connections: does not compile.
     /// const CONFIG: BudgetConfig = BudgetConfig::new(6, 1, 5).with_exhaustion_at(0);
     /// ```
@@ -207,6 +303,10 @@ impl BudgetConfig {
             "budget rule: exhaustion_at must be within 1..=total + 1"
         );
         assert!(
+            self.per_peer >= 1 && self.per_peer <= self.total,
+            "budget rule: per_peer must be within 1..=total"
+        );
+        assert!(
             self.pcb_threshold < LWIP_PCB_LIMIT,
             "budget rule: pcb_threshold must be below the lwIP PCB limit (16)"
         );
@@ -216,7 +316,7 @@ impl BudgetConfig {
 
 /// The ESP32 family's budgets (total / stream / request, PCB threshold), from what
 /// their RAM and lwIP's 16 PCBs allow with a Wi-Fi station running beside the server.
-/// Reserve 1 and exhaustion at `total - 2` as in [`BudgetConfig::new`].
+/// Exhaustion and the per-peer share at `total - 2` as in [`BudgetConfig::new`].
 ///
 /// ```
 /// use tcp_layers_limit::{Budget, profile};

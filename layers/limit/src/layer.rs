@@ -5,13 +5,13 @@ use core::pin::{Pin, pin};
 use core::task::Poll;
 
 use tcp_layers_core::{
-    ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, Write,
+    ClassFull, CloseReason, Connection, ConnectionClass, Deadline, ErrorType, Layer, Read, Write,
 };
 
 use embassy_time::Timer;
 
 use crate::Budget;
-use crate::budget::Ticket;
+use crate::budget::{Admission, ResponseSlot, Ticket};
 
 /// The admission layer: every connection it wraps takes a slot of `budget` until the
 /// wrapper is dropped.
@@ -42,13 +42,15 @@ impl<const N: usize> Limit<N> {
 impl<C: Connection, const N: usize> Layer<C> for Limit<N> {
     type Service = Limited<C, N>;
 
-    /// Admits `inner` (a connection just accepted). A connection refused here (no slot
-    /// of its class left, none idle to evict) fails every read and write with
-    /// `ended_error(CloseReason::OverBudget)`, so the server ends it at once.
+    /// Admits `inner` (a connection just accepted), keyed by its remote address. A
+    /// connection refused here (its peer holds its share of sockets and none idle, or
+    /// no slot is left) reads as ended (`Ok(0)`, what a server handles quietly) and
+    /// fails every write with `ended_error(CloseReason::OverBudget)`; its `end` closes
+    /// with a FIN.
     fn layer(&self, inner: C) -> Limited<C, N> {
-        let (slot, phase) = match self.budget.admit() {
-            Some(slot) => (slot, Phase::Request),
-            None => (0, Phase::Refused),
+        let (slot, phase) = match self.budget.admit(peer_key(inner.remote())) {
+            Admission::Slot(slot) => (slot, Phase::Request),
+            Admission::Refused => (0, Phase::Refused),
         };
         Limited {
             inner,
@@ -58,6 +60,21 @@ impl<C: Connection, const N: usize> Layer<C> for Limit<N> {
             class: ConnectionClass::Request,
         }
     }
+}
+
+/// The remote address folded to the budget's 32-bit peer key; 0 when unknown.
+fn peer_key(remote: Option<core::net::SocketAddr>) -> u32 {
+    let key = match remote.map(|addr| addr.ip()) {
+        Some(core::net::IpAddr::V4(ip)) => u32::from(ip),
+        Some(core::net::IpAddr::V6(ip)) => {
+            let o = ip.octets();
+            let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            word(0) ^ word(4) ^ word(8) ^ word(12)
+        }
+        None => return 0,
+    };
+    // 0 means "unknown"; an address that folds to it still counts as a peer.
+    key.max(1)
 }
 
 /// Where the connection is in its keep-alive cycle, inferred from its I/O.
@@ -70,11 +87,25 @@ enum Phase {
     Response,
     /// The budget told it to close: reads give `Ok(0)`, writes fail.
     Evicted,
-    /// Not admitted: reads and writes fail.
+    /// Every socket was taken and it had been reading its request head the longest:
+    /// closed for a newcomer. Reads give `Ok(0)`, writes fail.
+    Displaced,
+    /// Not admitted at accept (no slot): reads give `Ok(0)`, writes fail.
     Refused,
+    /// Waited too long for a request slot: answered with the refusal reply; reads
+    /// give `Ok(0)`, writes fail. Holds its slot until dropped.
+    QueueTimedOut,
 }
 
 /// A connection admitted by a [`Limit`] layer.
+///
+/// Admission: the connection takes a slot at accept. Its peer (remote address) may hold
+/// `per_peer` sockets and be served `peer_request_share()` requests at once; a request
+/// that does not fit is read as usual, and its response (the first write) waits until
+/// a request slot is given to it, at most `queue_wait_ms`, after which the connection
+/// is refused: `refusal_reply` is written, the write fails and `end` sends a FIN.
+/// Streams are a reservation: `set_class(Stream)` within the stream cap succeeds
+/// whatever the requests hold.
 ///
 /// Idle is inferred from the I/O: a read that has to wait after something was written
 /// since the last request byte. A server that pushes a stream (SSE, WebSocket) must
@@ -158,12 +189,13 @@ impl<C: Connection, const N: usize> ErrorType for Limited<C, N> {
 impl<C: Connection, const N: usize> Read for Limited<C, N> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         match self.phase {
-            Phase::Refused => return Err(self.inner.ended_error(CloseReason::OverBudget)),
-            Phase::Evicted => return Ok(0),
-            Phase::Request => return self.inner.read(buf).await,
-            Phase::Response if self.class == ConnectionClass::Stream => {
-                return self.inner.read(buf).await;
+            // What a server handles quietly: the end of the connection, as far as it
+            // knows. The reason is in `close_reason()`.
+            Phase::Refused | Phase::QueueTimedOut | Phase::Evicted | Phase::Displaced => {
+                return Ok(0);
             }
+            _ if self.class == ConnectionClass::Stream => return self.inner.read(buf).await,
+            Phase::Request => return self.read_request(buf).await,
             Phase::Response => {}
         }
         let idle = IdleRead {
@@ -210,15 +242,77 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
     }
 }
 
+impl<C: Connection, const N: usize> Limited<C, N> {
+    /// A read while a request is being read: the budget may displace the connection
+    /// (every socket taken, and this head the slowest), which ends the read.
+    async fn read_request(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        let ticket = self.ticket();
+        let result = {
+            let mut read = pin!(self.inner.read(buf));
+            poll_fn(|cx| {
+                if ticket.watch(cx.waker()) {
+                    return Poll::Ready(None);
+                }
+                read.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        match result {
+            Some(r) => r,
+            None => {
+                self.phase = Phase::Displaced;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Before the first byte of a response: the connection needs a request slot. An
+    /// admitted one has it; a waiting one waits for it, at most the queue bound, after
+    /// which the refusal reply is written and the write fails.
+    async fn begin_response(&mut self) -> Result<(), C::Error> {
+        let ticket = self.ticket();
+        let mut bound = Timer::after_millis(u64::from(ticket.queue_wait_ms()));
+        let granted = poll_fn(|cx| match ticket.begin_response(cx.waker()) {
+            ResponseSlot::Granted => Poll::Ready(true),
+            ResponseSlot::Closed => Poll::Ready(false),
+            ResponseSlot::Waiting => {
+                if Pin::new(&mut bound).poll(cx).is_ready() && ticket.give_up_waiting() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            }
+        })
+        .await;
+        if granted {
+            self.phase = Phase::Response;
+            return Ok(());
+        }
+        if self.phase == Phase::Request {
+            self.phase = Phase::QueueTimedOut;
+            let reply = ticket.refusal_reply();
+            // Best effort, one write: the send buffer is empty, nothing of the response
+            // went out, and a reply that does not fit is not worth holding the socket.
+            if !reply.is_empty() {
+                let _ = self.inner.write(reply).await;
+            }
+        }
+        Err(self.inner.ended_error(CloseReason::OverBudget))
+    }
+}
+
 impl<C: Connection, const N: usize> Write for Limited<C, N> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         match self.phase {
-            Phase::Refused => Err(self.inner.ended_error(CloseReason::OverBudget)),
+            Phase::Refused | Phase::QueueTimedOut => {
+                Err(self.inner.ended_error(CloseReason::OverBudget))
+            }
             Phase::Evicted => Err(self.inner.ended_error(CloseReason::Evicted)),
-            Phase::Request | Phase::Response => {
-                self.phase = Phase::Response;
+            Phase::Displaced => Err(self.inner.ended_error(CloseReason::Reaped(Deadline::Head))),
+            Phase::Request => {
+                self.begin_response().await?;
                 self.inner.write(buf).await
             }
+            Phase::Response => self.inner.write(buf).await,
         }
     }
 
@@ -244,18 +338,21 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
     fn close_reason(&self) -> Option<CloseReason> {
         match self.phase {
             Phase::Evicted => Some(CloseReason::Evicted),
-            Phase::Refused => Some(CloseReason::OverBudget),
+            Phase::Displaced => Some(CloseReason::Reaped(Deadline::Head)),
+            Phase::Refused | Phase::QueueTimedOut => Some(CloseReason::OverBudget),
             Phase::Request | Phase::Response => self.inner.close_reason(),
         }
     }
 
     /// Promotes the connection to `Stream` (or back to `Request`). Refused with
-    /// [`ClassFull`] when the cap of `class` is reached, while the budget is exhausted
-    /// (streams), or once the connection was evicted or refused; it then keeps its
-    /// class and the server should answer 503.
+    /// [`ClassFull`] when the cap of `class` is reached, or once the connection was
+    /// told to close; it then keeps its class. A stream within its cap is admitted
+    /// even while every request slot is taken or the budget is exhausted.
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
         match self.phase {
-            Phase::Evicted | Phase::Refused => Err(ClassFull { class }),
+            Phase::Evicted | Phase::Displaced | Phase::Refused | Phase::QueueTimedOut => {
+                Err(ClassFull { class })
+            }
             Phase::Request | Phase::Response => {
                 self.ticket().set_class(class)?;
                 if let Err(full) = self.inner.set_class(class) {
@@ -269,9 +366,14 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
         }
     }
 
-    // The inner future itself: no state machine of this layer's own.
+    // The inner future itself: no state machine of this layer's own. A refused
+    // connection ends with a FIN, like an orderly close: the refusal reply, if any, must
+    // reach the peer, and a peer that did nothing wrong gets no reset.
     fn end(&mut self, reason: CloseReason) -> impl Future<Output = ()> {
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = match self.close_reason().unwrap_or(reason) {
+            CloseReason::OverBudget => CloseReason::LocalClose,
+            reason => reason,
+        };
         self.inner.end(reason)
     }
 }

@@ -8,7 +8,8 @@ use std::task::{Context, Poll, Waker};
 
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{
-    CloseReason, Connection, ConnectionClass, ErrorKind, ErrorType, Layer, Read, TcpState, Write,
+    CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, ErrorType, Layer, Read,
+    TcpState, Write,
 };
 use tcp_layers_limit::{Budget, BudgetConfig, Limit};
 
@@ -18,12 +19,27 @@ struct Peer {
     incoming: VecDeque<u8>,
     waker: Option<Waker>,
     ended: Option<CloseReason>,
+    /// What the server wrote.
+    written: Vec<u8>,
+    /// The remote address the connection reports.
+    remote: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Default)]
 struct Mock(Rc<RefCell<Peer>>);
 
 impl Mock {
+    /// A connection from `ip` (the budget's peer key is the address).
+    fn from(ip: [u8; 4]) -> Self {
+        let mock = Mock::default();
+        mock.0.borrow_mut().remote = Some((ip, 40000).into());
+        mock
+    }
+
+    fn written(&self) -> Vec<u8> {
+        self.0.borrow().written.clone()
+    }
+
     fn send(&self, bytes: &[u8]) {
         let mut p = self.0.borrow_mut();
         p.incoming.extend(bytes);
@@ -68,6 +84,7 @@ impl Read for Mock {
 }
 impl Write for Mock {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
+        self.0.borrow_mut().written.extend_from_slice(buf);
         Ok(buf.len())
     }
     async fn flush(&mut self) -> Result<(), MockError> {
@@ -80,6 +97,9 @@ impl Connection for Mock {
     }
     fn close_write(&mut self) {}
     fn abort(&mut self) {}
+    fn remote(&self) -> Option<std::net::SocketAddr> {
+        self.0.borrow().remote
+    }
     fn ended_error(&self, reason: CloseReason) -> MockError {
         MockError(reason)
     }
@@ -98,6 +118,13 @@ fn sim<F: Future<Output = ()> + 'static>(body: F) {
     tcp_layers_sim::run(body)
 }
 
+/// A request arrives and is read; no response yet.
+async fn exchange_head<C: Connection>(conn: &mut C, peer: &Mock) {
+    peer.send(b"GET / HTTP/1.1\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(conn.read(&mut buf).await.unwrap_or(0) > 0);
+}
+
 /// One keep-alive exchange: the request arrives and is read, the response is written.
 async fn exchange<C: Connection>(conn: &mut C, peer: &Mock) {
     peer.send(b"GET / HTTP/1.1\r\n\r\n");
@@ -106,23 +133,213 @@ async fn exchange<C: Connection>(conn: &mut C, peer: &Mock) {
     conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.ok();
 }
 
+const REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n";
+
 #[test]
-fn request_cap_refuses_when_nothing_is_idle() {
-    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
+fn request_over_the_cap_waits_then_gets_the_refusal_reply() {
+    static BUDGET: Budget<4> = Budget::new(
+        BudgetConfig::new(4, 1, 3)
+            .with_exhaustion_at(5)
+            .with_refusal_reply(REPLY),
+    );
     sim(async {
         let limit = Limit::new(&BUDGET);
         let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
         assert_eq!(BUDGET.active_of(ConnectionClass::Request), 3);
-        let mut fourth = limit.layer(Mock::default());
-        let mut buf = [0u8; 8];
-        let refused = fourth.read(&mut buf).await;
-        println!("4th request connection with 3 busy of cap 3: {refused:?}");
+        let peer = Mock::default();
+        let mut fourth = limit.layer(peer.clone());
+        assert_eq!(BUDGET.waiting(), 1);
+        // Its request is read as usual; only its response waits for a slot.
+        exchange_head(&mut fourth, &peer).await;
+        let started = tcp_layers_sim::Instant::now();
+        let refused = fourth.write(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let waited = started.elapsed().as_millis();
+        println!("4th request with 3 busy of cap 3: {refused:?} after {waited} ms");
         assert_eq!(refused, Err(MockError(CloseReason::OverBudget)));
+        assert_eq!(waited, 2000, "the default queue bound");
+        assert_eq!(
+            peer.written(),
+            REPLY,
+            "answered with the refusal reply, nothing else"
+        );
         assert_eq!(fourth.close_reason(), Some(CloseReason::OverBudget));
+        let mut buf = [0u8; 8];
+        assert_eq!(fourth.read(&mut buf).await, Ok(0), "reads end quietly");
+        fourth.end(CloseReason::LocalError).await;
+        assert_eq!(
+            peer.0.borrow().ended,
+            Some(CloseReason::LocalClose),
+            "a FIN after the reply, not a reset"
+        );
         assert_eq!(BUDGET.stats().refused, 1);
         drop(fourth);
         drop(conns);
         assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
+}
+
+#[test]
+fn request_over_the_cap_is_served_when_a_slot_frees() {
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+        let peer = Mock::default();
+        let mut fourth = limit.layer(peer.clone());
+        exchange_head(&mut fourth, &peer).await;
+        let ended = tcp_layers_sim::spawn(async move {
+            tcp_layers_sim::Timer::after_millis(300).await;
+            conns.pop();
+            conns
+        });
+        let started = tcp_layers_sim::Instant::now();
+        let served = fourth.write(b"ok").await;
+        let waited = started.elapsed().as_millis();
+        println!("4th request waited {waited} ms for a slot: {served:?}");
+        assert_eq!(served, Ok(2));
+        assert_eq!(waited, 300, "served the moment a slot freed");
+        assert_eq!(BUDGET.stats().refused, 0);
+        assert_eq!(BUDGET.stats().queued, 1);
+        let conns = ended.await.expect("task");
+        drop((fourth, conns));
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
+}
+
+#[test]
+fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
+    // ESP32-S3 numbers: 8 sockets, 2 streams, 6 requests; 6 sockets per peer, of which
+    // 5 requests at once.
+    static BUDGET: Budget<8> = Budget::new(BudgetConfig::new(8, 2, 6).with_exhaustion_at(9));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let a = [192, 168, 1, 10];
+        let mut a_conns: Vec<_> = (0..6).map(|_| limit.layer(Mock::from(a))).collect();
+        println!(
+            "A opened 6: {} requests admitted, {} waiting",
+            BUDGET.active_of(ConnectionClass::Request),
+            BUDGET.waiting()
+        );
+        assert_eq!(BUDGET.active_of(ConnectionClass::Request), 5);
+        assert_eq!(
+            BUDGET.waiting(),
+            1,
+            "A's 6th waits for one of A's own slots"
+        );
+        let mut seventh = limit.layer(Mock::from(a));
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            seventh.read(&mut buf).await,
+            Ok(0),
+            "past A's 6 sockets: closed"
+        );
+        assert_eq!(seventh.close_reason(), Some(CloseReason::OverBudget));
+        drop(seventh);
+        // Device B gets a request slot at once, though A asks for more.
+        let b_peer = Mock::from([192, 168, 1, 20]);
+        let mut b = limit.layer(b_peer.clone());
+        exchange(&mut b, &b_peer).await;
+        assert_eq!(b_peer.written(), b"HTTP/1.1 200 OK\r\n\r\n");
+        // A's page opens its event stream on its 6th connection: a stream is a
+        // reservation, admitted though A is at its share of requests.
+        let sixth = a_conns.last_mut().unwrap();
+        assert_eq!(sixth.set_class(ConnectionClass::Stream), Ok(()));
+        assert_eq!(BUDGET.waiting(), 0);
+        assert_eq!(BUDGET.stats().refused, 1);
+        drop((a_conns, b));
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
+}
+
+#[test]
+fn a_waiting_response_takes_over_its_peers_idle_connection() {
+    static BUDGET: Budget<8> = Budget::new(BudgetConfig::new(8, 2, 6).with_exhaustion_at(9));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let a = [10, 0, 0, 1];
+        let peers: Vec<_> = (0..6).map(|_| Mock::from(a)).collect();
+        let mut conns: Vec<_> = peers.iter().map(|p| limit.layer(p.clone())).collect();
+        let (first, rest) = conns.split_first_mut().unwrap();
+        exchange(first, &peers[0]).await;
+        let sixth = rest.last_mut().unwrap();
+        exchange_head(sixth, &peers[5]).await;
+        let mut buf = [0u8; 8];
+        {
+            let mut write = pin!(sixth.write(b"ok"));
+            assert!(
+                poll_once(write.as_mut()).is_pending(),
+                "A at its share: waits"
+            );
+            // A's first connection finishes its response and waits for the next request.
+            let mut idle = pin!(first.read(&mut buf));
+            let idle_result = poll_once(idle.as_mut());
+            let write_result = poll_once(write.as_mut());
+            println!(
+                "A's idle connection: {idle_result:?}; A's waiting response: {write_result:?}"
+            );
+            assert!(matches!(idle_result, Poll::Ready(Ok(0))), "evicted for it");
+            assert!(matches!(write_result, Poll::Ready(Ok(2))));
+        }
+        assert_eq!(first.close_reason(), Some(CloseReason::Evicted));
+        assert_eq!(BUDGET.stats().evictions, 1);
+        drop(conns);
+        assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
+    });
+}
+
+#[test]
+fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        // Three slow heads from three addresses, a second apart.
+        let mut slow = Vec::new();
+        for i in 0..3u8 {
+            let peer = Mock::from([10, 0, 1, i]);
+            peer.send(b"GET / HT");
+            let mut conn = limit.layer(peer.clone());
+            let mut buf = [0u8; 8];
+            assert_eq!(conn.read(&mut buf).await, Ok(8));
+            slow.push(conn);
+            tcp_layers_sim::Timer::after_millis(1000).await;
+        }
+        let mut buf = [0u8; 8];
+        {
+            let mut oldest = pin!(slow[0].read(&mut buf));
+            assert!(poll_once(oldest.as_mut()).is_pending());
+            // The fourth connection takes the last socket.
+            let _newcomer = limit.layer(Mock::from([10, 0, 2, 1]));
+            let result = poll_once(oldest.as_mut());
+            println!("the oldest slow head after the last socket was taken: {result:?}");
+            assert!(matches!(result, Poll::Ready(Ok(0))));
+        }
+        assert_eq!(
+            slow[0].close_reason(),
+            Some(CloseReason::Reaped(Deadline::Head))
+        );
+        assert_eq!(slow[1].close_reason(), None, "only the oldest");
+        assert_eq!(BUDGET.stats().displaced, 1);
+        drop(slow);
+        assert_eq!(BUDGET.permits_outstanding(), 0);
+    });
+}
+
+#[test]
+fn a_fresh_head_is_not_displaced() {
+    static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
+    sim(async {
+        let limit = Limit::new(&BUDGET);
+        let mut first = limit.layer(Mock::from([10, 0, 1, 1]));
+        tcp_layers_sim::Timer::after_millis(999).await;
+        let mut buf = [0u8; 8];
+        let mut read = pin!(first.read(&mut buf));
+        assert!(poll_once(read.as_mut()).is_pending());
+        let _second = limit.layer(Mock::from([10, 0, 1, 2]));
+        assert!(
+            poll_once(read.as_mut()).is_pending(),
+            "999 ms is within the 1000 ms a real client may take"
+        );
+        assert_eq!(BUDGET.stats().displaced, 0);
     });
 }
 
@@ -261,9 +478,10 @@ fn exhaustion_is_held_and_cleared_once() {
         assert!(BUDGET.is_exhausted());
         conns.push(limit.layer(Mock::default()));
         let mut stream = conns.pop().unwrap();
-        assert!(
-            stream.set_class(ConnectionClass::Stream).is_err(),
-            "no new stream while exhausted"
+        assert_eq!(
+            stream.set_class(ConnectionClass::Stream),
+            Ok(()),
+            "a stream within its cap is admitted while exhausted"
         );
         drop(stream);
         conns.truncate(2);

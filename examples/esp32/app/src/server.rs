@@ -10,9 +10,9 @@ use embassy_time::Duration;
 use log::debug;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
-    Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, Limit, NoDelay, Pool,
-    Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait, adapters::picoserve::PicoserveSocket,
-    serve,
+    Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, HTTP_503_REPLY,
+    Limit, NoDelay, Pool, Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait,
+    adapters::picoserve::PicoserveSocket, serve,
 };
 
 use crate::{routes, stats};
@@ -26,15 +26,17 @@ pub const TCP_TX_BYTES: usize = 4096;
 /// picoserve's buffer per connection, bytes: holds the request head being parsed.
 pub const HTTP_BUFFER_BYTES: usize = 2048;
 
-/// picoserve's timeouts. Its defaults (1 s to write, 1 s for the next keep-alive
-/// request) are tuned for small responses on a quiet LAN; a 128 kB frame to a phone on
-/// a busy network needs longer, and the browser asks for the next frame only after it
-/// has decoded the previous one.
+/// picoserve's timeouts, each a second longer than the reaper's matching deadline
+/// (`ReaperConfig::http()`: first byte 3 s, idle 5 s, head 4 s and at most 8 s for a
+/// long head, write stall 5 s), so that with the layers the reaper acts first and the
+/// close is counted and logged as the deadline it is. picoserve's own defaults (1 s to
+/// write, 1 s for the next keep-alive request) are tuned for small responses on a quiet
+/// LAN; a 128 kB frame to a phone on a busy network needs longer.
 const TIMEOUTS: Timeouts = Timeouts {
-    start_read_request: Duration::from_secs(5),
-    persistent_start_read_request: Duration::from_secs(5),
-    read_request: Duration::from_secs(3),
-    write: Duration::from_secs(5),
+    start_read_request: Duration::from_secs(4),
+    persistent_start_read_request: Duration::from_secs(6),
+    read_request: Duration::from_secs(9),
+    write: Duration::from_secs(6),
 };
 
 /// Keep-alive on: the page fetches frames back to back on one connection.
@@ -66,10 +68,11 @@ pub struct Resources<const N: usize> {
 
 impl<const N: usize> Resources<N> {
     /// Resources for `N` sockets under the chip's budget (`profile::ESP32_S3` and its
-    /// siblings; check it against `StackResources` with `fits_stack`).
+    /// siblings; check it against `StackResources` with `fits_stack`). A request the
+    /// budget refuses is answered `503 Service Unavailable`.
     pub const fn new(profile: BudgetConfig) -> Self {
         Self {
-            budget: Budget::new(profile),
+            budget: Budget::new(profile.with_refusal_reply(HTTP_503_REPLY)),
             http_buffers: Pool::new(),
         }
     }
