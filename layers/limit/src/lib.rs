@@ -12,15 +12,22 @@
 //!   reserve of listeners kept free, and caps per [`ConnectionClass`] (`Request`,
 //!   `Stream`). The [`Limit`] layer admits each accepted connection as `Request`;
 //!   [`Connection::set_class`](tcp_layers_core::Connection::set_class) promotes it to
-//!   `Stream` or answers [`ClassFull`] (so the server
-//!   answers 503);
+//!   `Stream` (a reservation: admitted within the stream cap whatever the requests
+//!   hold) or answers [`ClassFull`];
+//! - a fair share per remote address ([`BudgetConfig::per_peer`] sockets,
+//!   [`BudgetConfig::peer_request_share`] requests at once), so one browser never takes
+//!   the sockets a second device needs; a request that does not fit waits for a slot
+//!   (its response, not its reading) and is refused with a reply after
+//!   [`BudgetConfig::queue_wait_ms`];
+//! - slowloris: when every socket is taken, the connection longest in its request head
+//!   is displaced for the newcomer;
 //! - LRU purge: when an accepted connection leaves fewer free listeners than the
 //!   reserve, or once a connection has been idle for the grace period while fewer are
 //!   free, the least recently active idle keep-alive connection is told to close (its
 //!   pending read returns `Ok(0)`, its close reason is `Evicted`); busy connections and
 //!   streams are never evicted;
 //! - exhaustion: from [`BudgetConfig::exhaustion_at`] connections on, the budget sheds
-//!   (an idle eviction at every accept, no new streams) and raises
+//!   (an idle eviction at every accept) and raises
 //!   [`Event::Exhaustion`](tcp_layers_core::event::Event::Exhaustion) once per change;
 //! - the ESP32 family's budgets as [`profile`] constants, with rules checked at compile
 //!   time ([`BudgetConfig::validated`], [`BudgetConfig::fits_stack`]);
