@@ -1,6 +1,12 @@
-//! The showcase (`cargo run --release --example showcase`) runs one short scenario here,
-//! from its own modules, and every JSON line it would print has the documented shape:
+//! The showcase (`cargo run --release --example showcase`) runs some of its scenarios
+//! here, from its own modules, and every JSON line it would print has the documented
+//! shape:
 //! `{"scenario":"<id>","variant":"<id>","metric":"<id>","value":<number or null>,"unit":"<unit>"}`.
+//!
+//! The scenarios fitted to the real network (`second_device_busy`, `sse_over_cap`,
+//! `slowloris_first_second`) check what the servers without layers do, which the real
+//! network showed too; the layered variants' figures and goals are printed, not
+//! checked, until the admission rework that should meet them lands.
 #![recursion_limit = "256"]
 
 #[allow(dead_code)]
@@ -16,7 +22,16 @@ mod scenarios;
 #[path = "../examples/showcase/variants.rs"]
 mod variants;
 
+use std::sync::{Mutex, MutexGuard};
+
 use variants::Variant;
+
+/// Held while a test runs scenarios: the log line counter and the layered variants'
+/// budget are process-wide, and the tests of this binary run on several threads.
+fn scenarios_one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A JSON value of the kinds a figure line may hold.
 #[derive(Debug, PartialEq)]
@@ -114,7 +129,10 @@ fn the_strict_parser_rejects_what_is_not_a_figure_line() {
 #[test]
 fn nagle_head_body_prints_one_well_formed_json_line_per_variant() {
     let scenario = scenarios::find("nagle_head_body").expect("the scenario exists");
-    let figures = scenario.run(&Variant::ALL);
+    let figures = {
+        let _turn = scenarios_one_at_a_time();
+        scenario.run(&Variant::ALL)
+    };
     assert_eq!(figures.len(), Variant::ALL.len(), "one figure per variant");
     for (figure, variant) in figures.iter().zip(Variant::ALL) {
         let line = figure.json();
@@ -165,4 +183,105 @@ fn scenario_ids_are_unique_and_found() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), scenarios::SCENARIOS.len());
+}
+
+/// Runs scenario `id` on every variant; checks that every figure's JSON line has the
+/// documented shape and belongs to the scenario; prints the lines, the table and the
+/// goals the layered variants miss.
+fn run_checked(id: &str) -> Vec<report::Figure> {
+    probes::install_logger();
+    let scenario = scenarios::find(id).expect("the scenario exists");
+    let figures = {
+        let _turn = scenarios_one_at_a_time();
+        scenario.run(&Variant::ALL)
+    };
+    assert!(!figures.is_empty());
+    for figure in &figures {
+        let line = figure.json();
+        println!("{line}");
+        let fields = parse_object(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["scenario", "variant", "metric", "value", "unit"]);
+        assert_eq!(fields[0].1, Value::Str(id.into()));
+    }
+    println!("{}", report::table(&figures, &Variant::ALL));
+    for figure in figures.iter().filter(|f| f.variant.is_layered()) {
+        if report::meets(figure, &figures) == Some(false) {
+            println!(
+                "goal missed (printed, not checked): {} {} {} = {:?}, goal {:?}",
+                figure.scenario,
+                figure.variant.id(),
+                figure.metric,
+                figure.value,
+                figure.goal.expect("a verdict needs a goal")
+            );
+        }
+    }
+    figures
+}
+
+/// The value of `metric` on `variant`; `None` for a figure that found nothing.
+fn value(figures: &[report::Figure], variant: Variant, metric: &str) -> Option<f64> {
+    figures
+        .iter()
+        .find(|f| f.variant == variant && f.metric == metric)
+        .unwrap_or_else(|| panic!("no {metric} for {}", variant.id()))
+        .value
+}
+
+/// As on the real network, a server with free sockets (8, of which device A's page
+/// uses 6) serves device B in every run and keeps A's EventSource streaming.
+#[test]
+fn second_device_busy_servers_without_layers_serve_b_and_a_s_stream() {
+    let figures = run_checked("second_device_busy");
+    for variant in [Variant::Raw, Variant::Picoserve] {
+        let id = variant.id();
+        assert_eq!(value(&figures, variant, "b_ok_runs"), Some(10.0), "{id}");
+        assert!(value(&figures, variant, "b_ms").is_some(), "{id}");
+        assert_eq!(
+            value(&figures, variant, "a_streams_given_up"),
+            Some(0.0),
+            "{id}"
+        );
+        // Every run's stream is open by 4 s and sends an event a second.
+        let events = value(&figures, variant, "a_stream_events").unwrap_or(0.0);
+        assert!(events >= 20.0, "{id}: {events} events in 10 runs");
+    }
+}
+
+/// Without a stream cap the page's EventSource is served at once beside the two that
+/// hold the slots: it is never refused and never gives up.
+#[test]
+fn sse_over_cap_servers_without_a_cap_serve_the_page_at_once() {
+    let figures = run_checked("sse_over_cap");
+    for variant in [Variant::Raw, Variant::Picoserve] {
+        let id = variant.id();
+        assert_eq!(value(&figures, variant, "refused_first"), Some(0.0), "{id}");
+        assert_eq!(
+            value(&figures, variant, "reconnected_and_served"),
+            Some(1.0),
+            "{id}"
+        );
+        assert_eq!(value(&figures, variant, "given_up"), Some(0.0), "{id}");
+    }
+}
+
+/// The raw accept loop has no deadline: the first 8 slow heads hold every socket for the
+/// whole attack. picoserve's 3 s request read timeout frees them, so it answers
+/// legitimate requests from a little after 3 s on (3.3 s on the real network).
+#[test]
+fn slowloris_first_second_raw_serves_nothing_picoserve_after_its_read_timeout() {
+    let figures = run_checked("slowloris_first_second");
+    assert_eq!(value(&figures, Variant::Raw, "legit_ok_ratio"), Some(0.0));
+    assert_eq!(value(&figures, Variant::Raw, "first_ok_ms"), None);
+    let ratio = value(&figures, Variant::Picoserve, "legit_ok_ratio").unwrap_or(0.0);
+    assert!(ratio > 0.5, "picoserve answered {ratio} of the requests");
+    let first = value(&figures, Variant::Picoserve, "first_ok_ms").expect("one answered");
+    assert!(
+        (3000.0..4000.0).contains(&first),
+        "first answer at {first} ms"
+    );
+    for variant in Variant::ALL {
+        assert_eq!(value(&figures, variant, "legit_attempts"), Some(24.0));
+    }
 }

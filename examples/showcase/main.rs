@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     };
     if args.list {
         for s in &scenarios::SCENARIOS {
-            println!("{:<16} {}", s.id, s.summary);
+            println!("{:<22} {}", s.id, s.summary);
         }
         return ExitCode::SUCCESS;
     }

@@ -23,6 +23,10 @@ pub enum Unit {
     Count,
     /// A count of log lines.
     Lines,
+    /// A count of runs of a repeated scenario.
+    Runs,
+    /// A count of Server-Sent Events received.
+    Events,
     /// Bytes of RAM.
     Bytes,
 }
@@ -38,6 +42,8 @@ impl Unit {
             Unit::Ratio => "ratio",
             Unit::Count => "count",
             Unit::Lines => "lines",
+            Unit::Runs => "runs",
+            Unit::Events => "events",
             Unit::Bytes => "bytes",
         }
     }
@@ -49,7 +55,9 @@ impl Unit {
             Unit::FramesPerS => format!("{value:.2}"),
             Unit::Ratio => format!("{value:.2}"),
             Unit::Ns => format!("{value:.0}"),
-            Unit::Bool | Unit::Count | Unit::Lines | Unit::Bytes => format!("{value:.0}"),
+            Unit::Bool | Unit::Count | Unit::Lines | Unit::Runs | Unit::Events | Unit::Bytes => {
+                format!("{value:.0}")
+            }
         }
     }
 }

@@ -8,11 +8,13 @@ use std::rc::Rc;
 use embedded_io_async::Write;
 use tcp_layers::CloseReason;
 use tcp_layers_sim::client::{
-    self, AfterLoad, ClientBuffers, ClientOptions, Page, Response, Session,
+    self, AfterLoad, CameraPage, ClientBuffers, ClientOptions, EventSourceStats, Page, Response,
+    Session,
 };
 use tcp_layers_sim::embassy_net::Stack;
 use tcp_layers_sim::embassy_net::tcp::TcpSocket;
 use tcp_layers_sim::embassy_time::{with_deadline, with_timeout};
+use tcp_layers_sim::responder::Routes;
 use tcp_layers_sim::{Duration, Fate, Host, Instant, LinkConfig, Net, Timer, run, spawn};
 
 use crate::probes::{self, CpuMeter};
@@ -54,7 +56,7 @@ impl Scenario {
 }
 
 /// Every scenario, in the order of the table.
-pub const SCENARIOS: [Scenario; 10] = [
+pub const SCENARIOS: [Scenario; 13] = [
     Scenario {
         id: "nagle_head_body",
         summary: "one request; the response written as head, then a 2 KiB body",
@@ -71,14 +73,29 @@ pub const SCENARIOS: [Scenario; 10] = [
         measure: Measure::PerVariant(second_device),
     },
     Scenario {
+        id: "second_device_busy",
+        summary: "10 runs: A's page keeps 6 tiles busy and opens its EventSource; 1 s in, B loads / and /frame.jpg",
+        measure: Measure::PerVariant(second_device_busy),
+    },
+    Scenario {
         id: "sse_and_pages",
         summary: "3 SSE clients connect, then 2 browsers load a page each",
         measure: Measure::PerVariant(sse_and_pages),
     },
     Scenario {
+        id: "sse_over_cap",
+        summary: "2 streams hold the stream slots for 3 s; at 0.5 s a page opens its EventSource",
+        measure: Measure::PerVariant(sse_over_cap),
+    },
+    Scenario {
         id: "slowloris",
         summary: "50 slowloris connections (a head byte every 2 s) and 100 legitimate requests, 120 s",
         measure: Measure::PerVariant(slowloris),
+    },
+    Scenario {
+        id: "slowloris_first_second",
+        summary: "50 slow-head connections (slowhttptest -H) and a GET / every 500 ms from 0.3 s, 12 s",
+        measure: Measure::PerVariant(slowloris_first_second),
     },
     Scenario {
         id: "slow_reader",
@@ -123,8 +140,10 @@ where
     F: FnOnce(Net, Host, Slots) -> Fut + 'static,
     Fut: Future<Output = T> + 'static,
 {
-    variants::reset_statics();
     run(async move {
+        // Inside the run: runs take turns (a test binary starts them from several
+        // threads), so no other run is using the statics while they are reset.
+        variants::reset_statics();
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let slots = variants::spawn_server(variant, &device, PORT, metering);
@@ -155,6 +174,32 @@ fn v4(addr: SocketAddr) -> SocketAddrV4 {
 
 fn ok_200(r: &Result<Response, client::ClientError>, len: usize) -> bool {
     matches!(r, Ok(r) if r.status == 200 && r.body_len == len)
+}
+
+/// The median of `values` (the mean of the middle two for an even count, as Python's
+/// `statistics.median` in tests/real_network.py); `None` for none.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// `warn_lines`: log lines at warn or error since the last `probes::reset_lines()`,
+/// the lines that bury a device's real faults. The goal: none.
+fn warn_lines(scenario: &'static str, variant: Variant) -> Figure {
+    let lines = probes::lines();
+    Figure::new(
+        scenario,
+        variant,
+        "warn_lines",
+        Some(lines.warn_or_above as f64),
+        Unit::Lines,
+    )
+    .goal(Goal::Equals(0.0))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -285,8 +330,8 @@ fn frames_alone(variant: Variant) -> Option<f64> {
 /// per frame of each, `None` for one whose frames did not all arrive.
 fn frames_together(variants: &[Variant]) -> Vec<Option<f64>> {
     let variants = variants.to_vec();
-    variants::reset_statics();
     run(async move {
+        variants::reset_statics();
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let mut servers = Vec::new();
@@ -352,6 +397,97 @@ fn second_device(id: &'static str, variant: Variant) -> Vec<Figure> {
 
 // ---------------------------------------------------------------------------------------
 
+/// Runs of `second_device_busy`, each with fresh connections: as many as
+/// tests/real_network.py's `second_device`, whose timing the constants below copy.
+const BUSY_RUNS: usize = 10;
+/// When device B starts, after A opened its page.
+const B_STARTS: Duration = Duration::from_secs(1);
+/// How long each of B's requests may take, connect included (`curl -m 5`).
+const B_MAX: Duration = Duration::from_secs(5);
+/// When A's page is read (its events, whether its EventSource gave up) and closed.
+const A_READ_AT: Duration = Duration::from_secs(4);
+/// The pause between two runs, once A's tab is closed.
+const RUN_PAUSE: Duration = Duration::from_millis(500);
+
+/// The real-network `second_device` in the simulation. Device A is a browser on the
+/// camera page (6 tiles fetching `/frame.jpg` back to back over its 6 connections, its
+/// EventSource queued for one of them during that burst); 1 s later device B, from an
+/// address of its own, fetches `/` and then `/frame.jpg` on a new connection each,
+/// within 5 s each; at 4 s A's page is read and closed. 10 runs on one server.
+///
+/// `b_ok_runs`: runs in which B got both answers whole; `b_ms`: the median of B's two
+/// fetches in those runs; `a_stream_events`: events A's EventSource received, all runs;
+/// `a_streams_given_up`: runs in which it gave up (an answer other than a 200 stream);
+/// `warn_lines` over the 10 runs. Goals: B served and A's stream kept in every run,
+/// no warn line.
+fn second_device_busy(id: &'static str, variant: Variant) -> Vec<Figure> {
+    probes::reset_lines();
+    let runs = on_device(variant, Metering::Off, |net, device, _| async move {
+        let addr = device.addr(PORT);
+        let (a, b) = (net.client(), net.client());
+        let page = CameraPage::new();
+        let mut runs: Vec<(Option<Duration>, EventSourceStats)> = Vec::with_capacity(BUSY_RUNS);
+        for _ in 0..BUSY_RUNS {
+            let start = Instant::now();
+            let view = client::camera_page(a.stack, addr, &page);
+            Timer::at(start + B_STARTS).await;
+            let b_took = device_b(b.stack, addr).await;
+            Timer::at(start + A_READ_AT).await;
+            let source = view.stats().events.unwrap_or_default();
+            view.close().await;
+            runs.push((b_took, source));
+            Timer::after(RUN_PAUSE).await;
+        }
+        runs
+    });
+    let b_ms: Vec<f64> = runs.iter().filter_map(|(b, _)| b.map(ms)).collect();
+    let events: usize = runs.iter().map(|(_, s)| s.events).sum();
+    let given_up = runs.iter().filter(|(_, s)| s.given_up).count();
+    vec![
+        Figure::new(
+            id,
+            variant,
+            "b_ok_runs",
+            Some(b_ms.len() as f64),
+            Unit::Runs,
+        )
+        .goal(Goal::Equals(BUSY_RUNS as f64)),
+        Figure::new(id, variant, "b_ms", median(b_ms), Unit::Ms).none_means("failed"),
+        Figure::new(
+            id,
+            variant,
+            "a_stream_events",
+            Some(events as f64),
+            Unit::Events,
+        ),
+        Figure::new(
+            id,
+            variant,
+            "a_streams_given_up",
+            Some(given_up as f64),
+            Unit::Runs,
+        )
+        .goal(Goal::Equals(0.0)),
+        warn_lines(id, variant),
+    ]
+}
+
+/// Device B: `/`, then `/frame.jpg`, each on a new connection within `B_MAX`, as two
+/// curl calls; the time both took, `None` unless both were answered whole.
+async fn device_b(stack: Stack<'static>, server: SocketAddr) -> Option<Duration> {
+    let routes = Routes::new();
+    let mut took = Some(Duration::from_ticks(0));
+    for (path, len) in [("/", routes.document_len), ("/frame.jpg", routes.frame_len)] {
+        let start = Instant::now();
+        let r = client::get_within(stack, server, path, B_MAX).await;
+        let spent = Instant::now() - start;
+        took = took.filter(|_| ok_200(&r, len)).map(|t| t + spent);
+    }
+    took
+}
+
+// ---------------------------------------------------------------------------------------
+
 const SSE_CLIENTS: usize = 3;
 /// Events each SSE client reads (one a second) before it closes: the streams stay open
 /// through both page loads.
@@ -412,6 +548,66 @@ fn sse_and_pages(id: &'static str, variant: Variant) -> Vec<Figure> {
             Unit::Count,
         )
         .goal(Goal::Equals(f64::from(stream_cap))),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The timing of tests/real_network.py's `sse_over_cap`: the streams holding the
+/// stream slots end after 3 s (`curl -N -m 3`), the page opens at 0.5 s and is read
+/// 11 s later.
+const HOLDERS_LEAVE: Duration = Duration::from_secs(3);
+const PAGE_OPENS: Duration = Duration::from_millis(500);
+const PAGE_READ_AFTER: Duration = Duration::from_secs(11);
+
+/// The real-network `sse_over_cap` in the simulation. As many event streams as the
+/// stream cap (2 of the ESP32-S3 budget), each from a device of its own, hold the
+/// stream slots for 3 s; at 0.5 s a browser opens the camera page (one tile and its
+/// EventSource) from another address, and its page is read 11 s later. A browser gives
+/// an EventSource up for good after a 503, so one refused at first comes back only if
+/// the server answered it in a way a browser retries.
+///
+/// `refused_first`: the page's EventSource saw an error (a refusal, or a stream lost
+/// and reopened; the real network's count of its error events); `reconnected_and_served`:
+/// its EventSource received events by the end, reconnecting by itself if it had to
+/// (the real network's `served_after_retry`; goal 1); `given_up`: it gave up (goal 0).
+/// Without a cap (raw, picoserve) the stream is served at once.
+fn sse_over_cap(id: &'static str, variant: Variant) -> Vec<Figure> {
+    let cap = usize::from(variants::BUDGET.config().stream);
+    let source = on_device(variant, Metering::Off, move |net, device, _| async move {
+        let addr = device.addr(PORT);
+        let start = Instant::now();
+        for _ in 0..cap {
+            let holder = net.client();
+            spawn(client::sse(holder.stack, addr, usize::MAX, HOLDERS_LEAVE));
+        }
+        Timer::at(start + PAGE_OPENS).await;
+        let page = CameraPage::new().with_tiles(1);
+        let view = client::camera_page(net.client().stack, addr, &page);
+        Timer::at(start + PAGE_OPENS + PAGE_READ_AFTER).await;
+        let source = view.stats().events.unwrap_or_default();
+        view.close().await;
+        source
+    });
+    let flag = |on: bool| Some(f64::from(u8::from(on)));
+    vec![
+        Figure::new(
+            id,
+            variant,
+            "refused_first",
+            flag(source.reconnects > 0 || source.given_up),
+            Unit::Bool,
+        ),
+        Figure::new(
+            id,
+            variant,
+            "reconnected_and_served",
+            flag(source.events > 0),
+            Unit::Bool,
+        )
+        .goal(Goal::Equals(1.0)),
+        Figure::new(id, variant, "given_up", flag(source.given_up), Unit::Bool)
+            .goal(Goal::Equals(0.0)),
     ]
 }
 
@@ -501,7 +697,7 @@ async fn legit_requests(
     server: SocketAddr,
     until: Instant,
 ) -> Vec<Option<Duration>> {
-    let document_len = tcp_layers_sim::responder::Routes::new().document_len;
+    let document_len = Routes::new().document_len;
     let options = ClientOptions::new();
     let mut results = Vec::with_capacity(LEGIT_REQUESTS);
     let mut first_try: Option<Instant> = None;
@@ -534,6 +730,88 @@ async fn legit_requests(
     }
     results.resize(LEGIT_REQUESTS, None);
     results
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The constants of tests/real_network.py's `slowloris`: `slowhttptest -H -c 50 -r 100
+/// -i 10 -l 14` and a legitimate `curl -m 2 /` every 500 ms from 0.3 s to 12 s.
+const SLOW_HEADS: u64 = 50;
+/// `-r 100`: connections opened per second.
+const SLOW_HEAD_GAP: Duration = Duration::from_millis(10);
+/// `-i 10`: seconds between two header lines of a connection.
+const SLOW_HEAD_EVERY: Duration = Duration::from_secs(10);
+/// `-l 14`: how long the attack lasts.
+const SLOW_ATTACK_LASTS: Duration = Duration::from_secs(14);
+const LEGIT_FROM: Duration = Duration::from_millis(300);
+const LEGIT_EVERY: Duration = Duration::from_millis(500);
+const LEGIT_MAX: Duration = Duration::from_secs(2);
+const LEGIT_UNTIL: Duration = Duration::from_secs(12);
+
+/// The real-network `slowloris` in the simulation: 50 slow-head connections from one
+/// address, opened 10 ms apart from 0 s, each sending an unfinished head and a header
+/// line every 10 s and never reopened; from a second address a legitimate `GET /` on a
+/// new connection, within 2 s, every 500 ms from 0.3 s (the attack's first second) to
+/// 12 s.
+///
+/// `legit_ok_ratio`: requests answered whole (goal ≥ 0.99); `legit_attempts`;
+/// `first_ok_ms`: from the attack's start to the end of the first answered request
+/// (goal ≤ 2000 ms); `warn_lines` (goal none).
+fn slowloris_first_second(id: &'static str, variant: Variant) -> Vec<Figure> {
+    probes::reset_lines();
+    let (attempts, ok, first_ok) = on_device(variant, Metering::Off, |net, device, _| async move {
+        let addr = device.addr(PORT);
+        let start = Instant::now();
+        let attack = net.client();
+        let until = start + SLOW_ATTACK_LASTS;
+        spawn(async move {
+            for k in 0..SLOW_HEADS {
+                Timer::at(start + SLOW_HEAD_GAP * k as u32).await;
+                spawn(client::slow_headers(
+                    attack.stack,
+                    addr,
+                    SLOW_HEAD_EVERY,
+                    until,
+                ));
+            }
+        });
+        let legit = net.client();
+        let document_len = Routes::new().document_len;
+        let (mut attempts, mut ok, mut first_ok) = (0usize, 0usize, None);
+        Timer::at(start + LEGIT_FROM).await;
+        while Instant::now() - start < LEGIT_UNTIL {
+            let tick = Instant::now();
+            let r = client::get_within(legit.stack, addr, "/", LEGIT_MAX).await;
+            attempts += 1;
+            if ok_200(&r, document_len) {
+                ok += 1;
+                first_ok.get_or_insert(Instant::now() - start);
+            }
+            Timer::at(tick + LEGIT_EVERY).await;
+        }
+        (attempts, ok, first_ok)
+    });
+    vec![
+        Figure::new(
+            id,
+            variant,
+            "legit_ok_ratio",
+            Some(ok as f64 / attempts as f64),
+            Unit::Ratio,
+        )
+        .goal(Goal::AtLeast(0.99)),
+        Figure::new(
+            id,
+            variant,
+            "legit_attempts",
+            Some(attempts as f64),
+            Unit::Count,
+        ),
+        Figure::new(id, variant, "first_ok_ms", first_ok.map(ms), Unit::Ms)
+            .none_means("none ok")
+            .goal(Goal::AtMost(2000.0)),
+        warn_lines(id, variant),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -720,17 +998,7 @@ fn cancel_storm(id: &'static str, variant: Variant) -> Vec<Figure> {
         let _ = with_timeout(Duration::from_secs(60), slots.wait_all_listening()).await;
         COUNTERS.snapshot().closed(CloseReason::ClientCancelled)
     });
-    let lines = probes::lines();
-    let mut figures = vec![
-        Figure::new(
-            id,
-            variant,
-            "warn_lines",
-            Some(lines.warn_or_above as f64),
-            Unit::Lines,
-        )
-        .goal(Goal::Equals(0.0)),
-    ];
+    let mut figures = vec![warn_lines(id, variant)];
     if variant.is_layered() {
         figures.push(
             Figure::new(

@@ -236,10 +236,16 @@ fn body_bytes() -> &'static [u8] {
 
 /// The largest `/bytes/<n>` picoserve serves: the 160 KiB of the biggest scenario.
 pub const BODY_MAX: usize = 160 * 1024;
+const _: () = assert!(
+    Routes::new().frame_len <= BODY_MAX,
+    "a frame is a prefix of the body"
+);
 
-/// `/`, `/r/<k>`, `/bytes/<n>` and `/sse` as the sim's responder serves them.
+/// `/`, `/r/<k>`, `/frame.jpg`, `/bytes/<n>` and `/sse` as the sim's responder serves
+/// them.
 fn picoserve_app() -> Router<impl PathRouter> {
     let routes = Routes::new();
+    let frame_len = routes.frame_len;
     let document: &'static [u8] = Box::leak(
         responder::body_of("/", &routes)
             .expect("the responder serves /")
@@ -254,6 +260,10 @@ fn picoserve_app() -> Router<impl PathRouter> {
                 let start = (k * 7).min(BODY_MAX - resource_len);
                 &body_bytes()[start..start + resource_len]
             }),
+        )
+        .route(
+            "/frame.jpg",
+            get(move || async move { &body_bytes()[..frame_len] }),
         )
         .route(
             ("/bytes", parse_path_segment::<usize>()),

@@ -12,6 +12,8 @@ pub const HEAD_BUFFER: usize = 2048;
 ///
 /// - `/`: an HTML document of `document_len` bytes that references the resources;
 /// - `/r/<k>`: resource `k` (1-based), `resource_len` bytes;
+/// - `/frame.jpg`: a camera frame, `frame_len` bytes (byte `i` = `i % 251`), as
+///   `image/jpeg`;
 /// - `/bytes/<n>`: `n` bytes, byte `i` = `i % 251`;
 /// - `/sse`: an event stream, one small event every `sse_interval`, forever. Before it
 ///   starts, the responder calls [`Connection::set_class`] with
@@ -26,6 +28,9 @@ pub struct Routes {
     pub resource_len: usize,
     /// How many resources `/` references. Default 6: one per browser connection.
     pub resources: usize,
+    /// Bytes of `/frame.jpg`. Default 131072 (128 KiB): the camera app's 640x480 test
+    /// card (examples/esp32/app) is 128,449 bytes.
+    pub frame_len: usize,
     /// Time between two SSE events. Default 1 s: a sensor reading per second.
     pub sse_interval: Duration,
 }
@@ -37,6 +42,7 @@ impl Routes {
             document_len: 2048,
             resource_len: 8192,
             resources: 6,
+            frame_len: 128 * 1024,
             sse_interval: Duration::from_secs(1),
         }
     }
@@ -104,6 +110,7 @@ impl Default for Checksum {
 enum Body {
     Document,
     Resource(usize),
+    Frame,
     Bytes,
 }
 
@@ -119,7 +126,7 @@ impl Body {
                     *b = ((offset + i + k * 7) % 251) as u8;
                 }
             }
-            Body::Bytes => {
+            Body::Frame | Body::Bytes => {
                 for (i, b) in buf.iter_mut().enumerate() {
                     *b = ((offset + i) % 251) as u8;
                 }
@@ -153,6 +160,9 @@ fn route(path: &str, routes: &Routes) -> Route {
     }
     if path == "/sse" {
         return Route::Sse;
+    }
+    if path == "/frame.jpg" {
+        return Route::Body(Body::Frame, routes.frame_len);
     }
     if let Some(k) = path
         .strip_prefix("/r/")
@@ -327,6 +337,7 @@ async fn write_body<C: Connection>(
 ) -> Result<(), C::Error> {
     let content_type = match body {
         Body::Document => "text/html",
+        Body::Frame => "image/jpeg",
         _ => "application/octet-stream",
     };
     write_head(conn, out, "200 OK", content_type, len, close).await?;

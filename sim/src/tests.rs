@@ -455,3 +455,241 @@ fn trace_lines_are_readable() {
     println!("{line}");
     assert!(line.contains("10.0.0.2:") && line.contains("> 10.0.0.1:80") && line.contains("[S"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The browser model: a connection pool per host, the camera page, EventSource rules.
+
+/// A server whose every slot reads one request head and answers `response`, then
+/// returns (the slot loop closes the connection with FIN). Counts the requests.
+fn fixed_server(host: &Host, slots: usize, response: &'static [u8]) -> server::ServerHandle {
+    server::spawn_server(host.stack, 80, slots, async move |socket| {
+        use embedded_io_async::Write;
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = socket.write_all(response).await;
+        let _ = socket.flush().await;
+    })
+}
+
+/// The page's 6 tiles take every connection the browser allows to a host; the
+/// EventSource's request waits for one of them instead of opening a 7th, and streams.
+#[test]
+fn a_camera_page_keeps_six_connections_busy_and_queues_its_event_source() {
+    let (stats, accepted, listening_after_close) = run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let srv = raw_server(&device, 8);
+        let browser = net.client();
+        let view = client::camera_page(browser.stack, device.addr(80), &Default::default());
+        Timer::after(Duration::from_secs(5)).await;
+        let stats = view.stats();
+        let accepted = srv.accepted();
+        view.close().await;
+        srv.wait_listening(8).await;
+        (stats, accepted, srv.listening())
+    });
+    println!("camera page after 5 s: {stats:?}, {accepted} connections accepted");
+    let events = stats.events.expect("the page opened its EventSource");
+    assert_eq!(stats.pool.peak_open, client::CONNECTIONS_PER_HOST);
+    assert_eq!(accepted, 6, "the EventSource waited for one of the 6");
+    assert_eq!((events.attempts, events.opened), (1, 1));
+    assert!(events.events >= 3, "{} events in 5 s", events.events);
+    // 5 tiles share 10 Mbit/s for most of 5 s: 128 KiB frames take about 105 ms each.
+    assert!(stats.frames >= 30, "{} frames", stats.frames);
+    assert_eq!(stats.frame_errors, 0);
+    assert_eq!(listening_after_close, 8);
+}
+
+/// After an answer other than 200 `text/event-stream` an EventSource gives up for good.
+#[test]
+fn an_event_source_gives_up_after_a_503_or_a_204() {
+    for (response, status) in [
+        (
+            &b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                [..],
+            503,
+        ),
+        (&b"HTTP/1.1 204 No Content\r\n\r\n"[..], 204),
+    ] {
+        let (stats, accepted) = run(async move {
+            let net = Net::new(LinkConfig::wifi());
+            let device = net.server();
+            let srv = fixed_server(&device, 2, response);
+            let browser = net.client();
+            let pool = client::ConnectionPool::new(
+                browser.stack,
+                device.addr(80),
+                client::PoolConfig::new(),
+            );
+            let source = pool.event_source("/sse");
+            Timer::after(Duration::from_secs(20)).await;
+            let stats = source.stats();
+            pool.close().await;
+            (stats, srv.accepted())
+        });
+        println!("{status}: {stats:?}");
+        assert!(stats.given_up);
+        assert_eq!(stats.refused_with, Some(status));
+        assert_eq!((stats.attempts, accepted), (1, 1), "no second request");
+    }
+}
+
+/// A 200 event stream that set `retry:` and closed is reopened that many milliseconds
+/// later; a refused connect (no socket listening) is retried after the default 3 s.
+#[test]
+fn an_event_source_reconnects_after_retry_and_close_or_a_network_error() {
+    let (stats, accepted) = run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let srv = fixed_server(
+            &device,
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nretry: 500\r\ndata: one\r\n\r\n",
+        );
+        let browser = net.client();
+        let pool =
+            client::ConnectionPool::new(browser.stack, device.addr(80), client::PoolConfig::new());
+        let source = pool.event_source("/sse");
+        Timer::after(Duration::from_millis(2500)).await;
+        let stats = source.stats();
+        pool.close().await;
+        (stats, srv.accepted())
+    });
+    println!("retry 500 and close: {stats:?}, {accepted} accepted");
+    assert!(!stats.given_up);
+    assert_eq!(stats.retry, Duration::from_millis(500));
+    // Each round: the connect and the answer (2 round trips, 40 ms), then 500 ms.
+    assert_eq!(stats.attempts, 5);
+    assert_eq!(stats.events, stats.opened);
+    assert!(stats.events_after_reconnect >= 3);
+
+    let (stats, refusals) = run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let browser = net.client();
+        let pool =
+            client::ConnectionPool::new(browser.stack, device.addr(80), client::PoolConfig::new());
+        let source = pool.event_source("/sse");
+        Timer::after(Duration::from_secs(10)).await;
+        let stats = source.stats();
+        pool.close().await;
+        (stats, net.stats().down.rsts)
+    });
+    println!("no listener: {stats:?}, {refusals} RSTs");
+    assert!(!stats.given_up);
+    // Refused at 0 s, then 3 s after each refusal (a round trip each): 4 tries in 10 s.
+    assert_eq!(stats.attempts, 4);
+    assert_eq!(stats.reconnects, 4);
+    assert_eq!(refusals, 4);
+}
+
+/// A server's FIN on an idle connection stays unanswered (the server's side waits in
+/// FIN_WAIT_2) until the browser picks the connection for a request, which then goes
+/// to a new connection, or until the idle sweep closes it.
+#[test]
+fn an_idle_connection_leaves_the_servers_fin_unanswered() {
+    let response: &'static [u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+    let (after_fin, server_state, after_reuse, swept) = run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let srv = fixed_server(&device, 2, response);
+        srv.set_sampling(Some(Duration::from_millis(1)));
+        let browser = net.client();
+        let pool =
+            client::ConnectionPool::new(browser.stack, device.addr(80), client::PoolConfig::new());
+        assert_eq!(pool.get("/").await.map(|r| r.status), Ok(200));
+        Timer::after(Duration::from_secs(1)).await;
+        let after_fin = pool.stats();
+        let server_state = srv.slot_state(0);
+        // Picked for a request, the dead connection is closed and a new one serves it.
+        assert_eq!(pool.get("/").await.map(|r| r.status), Ok(200));
+        let after_reuse = pool.stats();
+        // The second connection is closed by the server too; the sweep at 10 s closes it.
+        Timer::at(Instant::from_secs(10) + Duration::from_millis(100)).await;
+        let swept = pool.stats();
+        pool.close().await;
+        (after_fin, server_state, after_reuse, swept)
+    });
+    println!(
+        "after the FIN: {after_fin:?} (server {server_state:?})\nafter a request: {after_reuse:?}\nafter the sweep: {swept:?}"
+    );
+    assert_eq!((after_fin.open, after_fin.fins_unanswered), (1, 1));
+    assert_eq!(server_state, tcp_layers_core::TcpState::FinWait2);
+    assert_eq!((after_reuse.opened, after_reuse.retried), (2, 0));
+    assert_eq!((swept.open, swept.fins_unanswered), (0, 2));
+}
+
+/// slowhttptest's slow headers: an unfinished head, a header line every interval, held
+/// until the server ends it; refused when no socket listens, and not reopened.
+#[test]
+fn slow_headers_hold_a_slot_until_the_server_ends_it() {
+    let (held, refused, accepted) = run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        // A server that gives a request head 2.5 s, then closes.
+        let srv = server::spawn_server(device.stack, 80, 1, async |socket| {
+            let mut chunk = [0u8; 512];
+            let deadline = Instant::now() + Duration::from_millis(2500);
+            while let Ok(Ok(n)) =
+                embassy_time::with_deadline(deadline, socket.read(&mut chunk)).await
+            {
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        let attack = net.client();
+        let until = Instant::now() + Duration::from_secs(14);
+        let every = Duration::from_millis(1000);
+        let first = spawn(client::slow_headers(
+            attack.stack,
+            device.addr(80),
+            every,
+            until,
+        ));
+        Timer::after(Duration::from_millis(100)).await;
+        let refused = client::slow_headers(attack.stack, device.addr(80), every, until).await;
+        let held = first.await.unwrap().unwrap();
+        (held, refused, srv.accepted())
+    });
+    println!("slow headers: {held:?}; second: {refused:?}");
+    assert_eq!(held.end, client::PeerEnd::Fin);
+    let ms = held.held.as_millis();
+    assert!((2500..2600).contains(&ms), "held {ms} ms");
+    // The head at 0 s and a header line at 1 s and 2 s.
+    let head = "GET / HTTP/1.1\r\nHost: device\r\nUser-Agent: slowhttptest\r\n";
+    assert_eq!(held.bytes_sent, head.len() + "X-1: 1\r\nX-2: 2\r\n".len());
+    assert_eq!(refused.err(), Some(client::ClientError::Refused));
+    assert_eq!(accepted, 1);
+}
+
+/// `get_within` gives up at its bound, connect included, as `curl -m` does.
+#[test]
+fn get_within_gives_up_at_its_bound() {
+    let (result, elapsed) = run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        client_silent_server(&device);
+        let c = net.client();
+        let start = Instant::now();
+        let r = client::get_within(c.stack, device.addr(80), "/", Duration::from_secs(2)).await;
+        (r, Instant::now() - start)
+    });
+    println!("{result:?} after {} ms", elapsed.as_millis());
+    assert!(matches!(result, Err(client::ClientError::Timeout { .. })));
+    assert!((2000..2100).contains(&elapsed.as_millis()));
+}
+
+/// A server that accepts and never answers.
+fn client_silent_server(host: &Host) -> server::ServerHandle {
+    server::spawn_server(host.stack, 80, 1, async |_socket| {
+        Timer::after(Duration::from_secs(3600)).await;
+    })
+}

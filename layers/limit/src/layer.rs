@@ -45,8 +45,8 @@ impl<C: Connection, const N: usize> Layer<C> for Limit<N> {
     /// Admits `inner` (a connection just accepted), keyed by its remote address. A
     /// connection refused here (its peer holds its share of sockets and none idle, or
     /// no slot is left) reads as ended (`Ok(0)`, what a server handles quietly) and
-    /// fails every write with `ended_error(CloseReason::OverBudget)`; its `end` closes
-    /// with a FIN.
+    /// fails every write with `ended_error(CloseReason::OverBudget)`; its `end` resets
+    /// it, so the socket is free at once.
     fn layer(&self, inner: C) -> Limited<C, N> {
         let (slot, phase) = match self.budget.admit(peer_key(inner.remote())) {
             Admission::Slot(slot) => (slot, Phase::Request),
@@ -366,13 +366,14 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
         }
     }
 
-    // The inner future itself: no state machine of this layer's own. A refused
-    // connection ends with a FIN, like an orderly close: the refusal reply, if any, must
-    // reach the peer, and a peer that did nothing wrong gets no reset.
+    // The inner future itself: no state machine of this layer's own. A request
+    // refused after waiting ends with a FIN, like an orderly close, so the refusal reply
+    // reaches the peer; a connection refused at accept (its peer already holds its
+    // share) is reset, which frees the socket at once for another device.
     fn end(&mut self, reason: CloseReason) -> impl Future<Output = ()> {
-        let reason = match self.close_reason().unwrap_or(reason) {
-            CloseReason::OverBudget => CloseReason::LocalClose,
-            reason => reason,
+        let reason = match (self.phase, self.close_reason().unwrap_or(reason)) {
+            (Phase::QueueTimedOut, _) => CloseReason::LocalClose,
+            (_, reason) => reason,
         };
         self.inner.end(reason)
     }

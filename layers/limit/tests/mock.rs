@@ -226,7 +226,8 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
             1,
             "A's 6th waits for one of A's own slots"
         );
-        let mut seventh = limit.layer(Mock::from(a));
+        let seventh_peer = Mock::from(a);
+        let mut seventh = limit.layer(seventh_peer.clone());
         let mut buf = [0u8; 8];
         assert_eq!(
             seventh.read(&mut buf).await,
@@ -234,6 +235,12 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
             "past A's 6 sockets: closed"
         );
         assert_eq!(seventh.close_reason(), Some(CloseReason::OverBudget));
+        seventh.end(CloseReason::PeerClosed).await;
+        assert_eq!(
+            seventh_peer.0.borrow().ended,
+            Some(CloseReason::OverBudget),
+            "reset, so the socket is free at once"
+        );
         drop(seventh);
         // Device B gets a request slot at once, though A asks for more.
         let b_peer = Mock::from([192, 168, 1, 20]);
