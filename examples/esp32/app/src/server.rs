@@ -10,8 +10,8 @@ use embassy_time::Duration;
 use log::debug;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
-    Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, HTTP_503_REPLY,
-    Limit, NoDelay, Pool, Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait,
+    Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, DefaultStack,
+    HTTP_503_REPLY, Limit, NoDelay, Pool, Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait,
     adapters::picoserve::PicoserveSocket, serve,
 };
 
@@ -26,13 +26,14 @@ pub const TCP_TX_BYTES: usize = 4096;
 /// picoserve's buffer per connection, bytes: holds the request head being parsed.
 pub const HTTP_BUFFER_BYTES: usize = 2048;
 
-/// picoserve's timeouts, each a second longer than the reaper's matching deadline
+/// picoserve's timeouts (the hand-written server of the feature `servers` waits as long
+/// at the same four points), each a second longer than the reaper's matching deadline
 /// (`ReaperConfig::http()`: first byte 3 s, idle 5 s, head 4 s and at most 8 s for a
 /// long head, write stall 5 s), so that with the layers the reaper acts first and the
 /// close is counted and logged as the deadline it is. picoserve's own defaults (1 s to
 /// write, 1 s for the next keep-alive request) are tuned for small responses on a quiet
 /// LAN; a 128 kB frame to a phone on a busy network needs longer.
-const TIMEOUTS: Timeouts = Timeouts {
+pub(crate) const TIMEOUTS: Timeouts = Timeouts {
     start_read_request: Duration::from_secs(4),
     persistent_start_read_request: Duration::from_secs(6),
     read_request: Duration::from_secs(9),
@@ -42,28 +43,29 @@ const TIMEOUTS: Timeouts = Timeouts {
 /// Keep-alive on: the page fetches frames back to back on one connection.
 static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
 
-/// The layers of [`serve_layered`], shown in the boot log.
+/// The layers of [`serve_layered`] (and of every layered server), shown in the boot log.
 pub const LAYERS: &str = "quiet, limit, reaper, timewait, chunked, nodelay; /events as a stream";
 
 /// How connections ended, per reason; `/stats` shows them (via the event hook).
 static CLOSES: Counters = Counters::new();
 /// Deadlines for idle, slow and stalled clients: the HTTP defaults.
 static DEADLINES: ReaperConfig = ReaperConfig::http();
-/// The paths picoserve streams (Server-Sent Events): the adapter asks the budget for
-/// the stream class when a request is for one of them, since a picoserve handler cannot
-/// reach the connection; past the stream cap the request gets a 503. Without layers
-/// nothing caps streams and the paths change nothing.
-static STREAM_PATHS: [&str; 1] = ["/events"];
+/// The paths the app streams (Server-Sent Events): the adapter (picoserve's here,
+/// edge-http's in the feature `servers`) asks the budget for the stream class when a
+/// request is for one of them, since a handler cannot reach the connection; past the
+/// stream cap the adapter answers the request itself. Without layers nothing caps
+/// streams and the paths change nothing.
+pub(crate) static STREAM_PATHS: [&str; 1] = ["/events"];
 
 /// The state the server shares between its `N` sockets: the connection budget and
-/// picoserve's request buffers. A `static` of the firmware or the host binary, since
-/// `N` is the chip's socket count.
+/// picoserve's request buffers (the other servers' request head buffers). A `static`
+/// of the firmware or the host binary, since `N` is the chip's socket count.
 pub struct Resources<const N: usize> {
-    budget: Budget<N>,
+    pub(crate) budget: Budget<N>,
     /// One request buffer per connection being served: taken after the accept and
     /// returned when the connection ends, however it ends. The accept loops share one
     /// handler, so the buffer cannot belong to a loop.
-    http_buffers: Pool<N, HTTP_BUFFER_BYTES>,
+    pub(crate) http_buffers: Pool<N, HTTP_BUFFER_BYTES>,
 }
 
 impl<const N: usize> Resources<N> {
@@ -85,15 +87,20 @@ pub async fn serve_layered<const N: usize>(
     port: u16,
     resources: &'static Resources<N>,
 ) -> ! {
-    // The layer stack, outermost first: one line per layer.
-    let layers = ConnectionBuilder::new()
+    serve_with!(stack, port, layers(resources), resources)
+}
+
+/// The layer stack of every layered server of the app (picoserve here; the
+/// hand-written and edge-http servers of the feature `servers`).
+pub(crate) fn layers<const N: usize>(resources: &'static Resources<N>) -> DefaultStack<N> {
+    // Outermost first: one line per layer.
+    ConnectionBuilder::new()
         .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
         .layer(Limit::new(&resources.budget)) // budget per class, evicts idle keep-alive
         .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
         .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
         .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
-        .layer(NoDelay::new()); // Nagle off: the body follows the head at once
-    serve_with!(stack, port, layers, resources)
+        .layer(NoDelay::new()) // Nagle off: the body follows the head at once
 }
 
 /// The same server on the bare socket: what the layers change is the difference.

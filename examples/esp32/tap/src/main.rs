@@ -3,9 +3,12 @@
 //! browser, curl, wrk) meet the same smoltcp and the same code as on the chip.
 //!
 //! Only the network differs from the firmware: a TAP device with a static address
-//! instead of Wi-Fi and DHCP. The TAP must exist and be up before the binary starts,
-//! and creating one needs root (`CAP_NET_ADMIN`); `tests/real_network.sh` does it
-//! inside a network namespace:
+//! instead of Wi-Fi and DHCP. `--server` picks which server serves the app: the
+//! firmware's picoserve (the default), the hand-written accept loop or edge-http, each
+//! layered or (`--unlayered`) not; see camera-app's `server`, `hand_written` and `edge`.
+//!
+//! The TAP must exist and be up before the binary starts, and creating one needs root
+//! (`CAP_NET_ADMIN`); `tests/real_network.sh` does it inside a network namespace:
 //!
 //! ```text
 //! ip tuntap add name tap0 mode tap && ip link set tap0 up
@@ -19,7 +22,7 @@
 
 use std::net::Ipv4Addr;
 
-use camera_app::{server, stats};
+use camera_app::{edge, hand_written, server, stats};
 use embassy_executor::Spawner;
 use embassy_net::{Ipv4Cidr, Runner, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
@@ -71,12 +74,42 @@ impl Chip {
     }
 }
 
+/// Which HTTP server serves the app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    /// picoserve, as the firmware serves it (`server`).
+    Picoserve,
+    /// A hand-written accept loop and HTTP/1.1 request loop (`hand_written`).
+    HandWritten,
+    /// edge-http over tcp-layers' `LayeredAcceptor` (`edge`).
+    EdgeHttp,
+}
+
+impl Server {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "picoserve" => Some(Self::Picoserve),
+            "hand-written" => Some(Self::HandWritten),
+            "edge-http" => Some(Self::EdgeHttp),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Picoserve => "picoserve",
+            Self::HandWritten => "hand-written",
+            Self::EdgeHttp => "edge-http",
+        }
+    }
+}
+
 /// Whether connections go through the layer stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layering {
-    /// The firmware's layer stack (`server::serve_layered`).
+    /// The firmware's layer stack (`serve_layered` of each server).
     Layered,
-    /// The same server on the bare socket (`server::serve_unlayered`).
+    /// The same server on the bare socket (`serve_unlayered`).
     Unlayered,
 }
 
@@ -87,12 +120,14 @@ struct Options {
     gateway: Option<Ipv4Addr>,
     port: u16,
     chip: Chip,
+    server: Server,
     layering: Layering,
     log_level: log::LevelFilter,
 }
 
 const USAGE: &str = "usage: camera-tap [--tap tap0] [--address 192.168.69.2/24] [--gateway IP] \
-[--port 80] [--chip esp32s3|esp32c3|esp32c6|esp32] [--unlayered] [--log info]";
+[--port 80] [--chip esp32s3|esp32c3|esp32c6|esp32] [--server picoserve|hand-written|edge-http] \
+[--unlayered] [--log info]";
 
 impl Options {
     fn parse() -> Result<Self, String> {
@@ -102,6 +137,7 @@ impl Options {
             gateway: None,
             port: 80,
             chip: Chip::Esp32S3,
+            server: Server::Picoserve,
             layering: Layering::Layered,
             log_level: log::LevelFilter::Info,
         };
@@ -129,6 +165,12 @@ impl Options {
                     let chip = value("--chip")?;
                     options.chip = Chip::parse(&chip).ok_or(format!(
                         "--chip: one of esp32s3, esp32c3, esp32c6, esp32 (got {chip})"
+                    ))?;
+                }
+                "--server" => {
+                    let server = value("--server")?;
+                    options.server = Server::parse(&server).ok_or(format!(
+                        "--server: one of picoserve, hand-written, edge-http (got {server})"
                     ))?;
                 }
                 "--unlayered" => options.layering = Layering::Unlayered,
@@ -224,16 +266,24 @@ async fn main(spawner: Spawner) {
     stats::install_event_hook();
     spawner.spawn(net_task(runner).expect("one network task"));
     spawner.spawn(
-        http_task(stack, options.port, options.chip, options.layering).expect("one HTTP task"),
+        http_task(
+            stack,
+            options.port,
+            options.chip,
+            options.server,
+            options.layering,
+        )
+        .expect("one HTTP task"),
     );
 
     stack.wait_config_up().await;
     info!(
-        "open http://{}:{}/ ({} HTTP sockets, {:?}, layers: {})",
+        "open http://{}:{}/ ({} HTTP sockets, {:?}, server: {}, layers: {})",
         options.address.address(),
         options.port,
         options.chip.sockets(),
         options.chip,
+        options.server.name(),
         match options.layering {
             Layering::Layered => server::LAYERS,
             Layering::Unlayered => "none",
@@ -247,21 +297,45 @@ async fn main(spawner: Spawner) {
 
 /// Serves HTTP on every socket of the chip; the accept loops never return.
 #[embassy_executor::task]
-async fn http_task(stack: embassy_net::Stack<'static>, port: u16, chip: Chip, layering: Layering) {
-    match (chip, layering) {
-        (Chip::Esp32S3, Layering::Layered) => server::serve_layered(stack, port, &ESP32_S3).await,
-        (Chip::Esp32S3, Layering::Unlayered) => {
-            server::serve_unlayered(stack, port, &ESP32_S3).await
+async fn http_task(
+    stack: embassy_net::Stack<'static>,
+    port: u16,
+    chip: Chip,
+    server: Server,
+    layering: Layering,
+) {
+    match chip {
+        Chip::Esp32S3 => serve(stack, port, server, layering, &ESP32_S3).await,
+        Chip::Esp32C6 => serve(stack, port, server, layering, &ESP32_C6).await,
+        Chip::Esp32 => serve(stack, port, server, layering, &ESP32).await,
+        Chip::Esp32C3 => serve(stack, port, server, layering, &ESP32_C3).await,
+    }
+}
+
+/// One server, layered or not, on the `N` sockets of a chip profile.
+async fn serve<const N: usize>(
+    stack: embassy_net::Stack<'static>,
+    port: u16,
+    server: Server,
+    layering: Layering,
+    resources: &'static server::Resources<N>,
+) -> ! {
+    match (server, layering) {
+        (Server::Picoserve, Layering::Layered) => {
+            server::serve_layered(stack, port, resources).await
         }
-        (Chip::Esp32C6, Layering::Layered) => server::serve_layered(stack, port, &ESP32_C6).await,
-        (Chip::Esp32C6, Layering::Unlayered) => {
-            server::serve_unlayered(stack, port, &ESP32_C6).await
+        (Server::Picoserve, Layering::Unlayered) => {
+            server::serve_unlayered(stack, port, resources).await
         }
-        (Chip::Esp32, Layering::Layered) => server::serve_layered(stack, port, &ESP32).await,
-        (Chip::Esp32, Layering::Unlayered) => server::serve_unlayered(stack, port, &ESP32).await,
-        (Chip::Esp32C3, Layering::Layered) => server::serve_layered(stack, port, &ESP32_C3).await,
-        (Chip::Esp32C3, Layering::Unlayered) => {
-            server::serve_unlayered(stack, port, &ESP32_C3).await
+        (Server::HandWritten, Layering::Layered) => {
+            hand_written::serve_layered(stack, port, resources).await
+        }
+        (Server::HandWritten, Layering::Unlayered) => {
+            hand_written::serve_unlayered(stack, port, resources).await
+        }
+        (Server::EdgeHttp, Layering::Layered) => edge::serve_layered(stack, port, resources).await,
+        (Server::EdgeHttp, Layering::Unlayered) => {
+            edge::serve_unlayered(stack, port, resources).await
         }
     }
 }
