@@ -67,11 +67,28 @@
 //! # picoserve
 //!
 //! Wrap the accepted socket and hand it to picoserve as a
-//! `adapters::picoserve::PicoserveSocket` (feature
-//! `picoserve`); the router and `Server::serve` stay as they are.
+//! `adapters::picoserve::PicoserveSocket` (feature `picoserve`); the router and
+//! `Server::serve` stay as they are, in the same accept loop as above (one per socket,
+//! `AcceptLoop::accept_socket`, which never gives up on an error). Event-stream paths
+//! given to `with_stream_paths` count as streams. The adapter's module docs have the
+//! whole loop as a compiled example.
+//!
+//! picoserve's router and response types nest deeply: the crate that serves through
+//! the adapter needs `#![recursion_limit = "256"]` at its root, or rustc stops with
+//! "queries overflow the depth limit!".
+//!
+//! Give picoserve's `Timeouts` values longer than the reaper's deadlines (first byte
+//! 3 s, idle 5 s, head 4-8 s, stall 5 s), e.g. 6 s, 6 s, 9 s and 6 s, so the reaper
+//! acts first. When a picoserve timeout fires first, the adapter still reports the
+//! close as the matching `Reaped(..)` reason, not as a local error.
 //!
 //! # edge-http
 //!
-//! Give `Server::run` a `adapters::edge_nal::LayeredAcceptor`
-//! (feature `edge-nal`): it owns the embassy-net sockets and wraps every connection it
-//! accepts.
+//! Give `Server::run` a `adapters::edge_nal::LayeredAcceptor` (feature `edge-nal`): it
+//! owns the embassy-net sockets, wraps every connection it accepts and never fails an
+//! accept, so `run` keeps serving. Its buffers are typed
+//! `SocketBuffers<RxBuffer<1536>, TxBuffer<4096>>`, receive first (edge-nal-embassy's
+//! `TcpBuffers` lists the transmit size first; a swap does not compile). Mark
+//! event-stream paths with `with_stream_paths`, as for picoserve, and pass `run` a
+//! keep-alive shorter than the reaper's idle deadline, `Some(4_000)`, so that edge-http
+//! closes an idle connection in order before the reaper resets it.

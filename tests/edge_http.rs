@@ -6,17 +6,25 @@
 #![recursion_limit = "256"]
 
 use core::fmt::{Debug, Display};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use edge_http::io::Error as HttpError;
 use edge_http::io::server::{Connection as HttpConnection, Handler, Server};
-use edge_nal::TcpSplit;
+use edge_nal::{Readable, TcpSplit};
 use embedded_io_async::{Read, Write};
-use tcp_layers::adapters::edge_nal::{LayeredAcceptor, SocketBuffers};
-use tcp_layers::{ConnectionBuilder, Identity};
+use tcp_layers::adapters::edge_nal::{
+    EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer,
+};
+use tcp_layers::core::{ErrorType, delegate_connection};
+use tcp_layers::{
+    Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
+    Layer, Quiet, default_stack,
+};
 use tcp_layers_nodelay::NoDelay;
-use tcp_layers_sim::client::{ClientBuffers, ClientOptions, Session};
+use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
-use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, client, run, spawn};
+use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, client, run, server, spawn};
 
 const PORT: u16 = 80;
 const BIG_LEN: usize = 20_000;
@@ -26,7 +34,8 @@ fn big() -> Vec<u8> {
     (0..BIG_LEN).map(|i| (i % 251) as u8).collect()
 }
 
-/// `/hello`, `/big` (20 000 B) and `/tail` (3000 B).
+/// `/hello`, `/big` (20 000 B), `/tail` (3000 B) and `/sse` (three events 100 ms
+/// apart).
 struct App;
 
 impl Handler for App {
@@ -45,6 +54,16 @@ impl Handler for App {
     {
         let path = conn.headers()?.path;
         let body: Vec<u8> = match path {
+            "/sse" => {
+                conn.initiate_response(200, Some("OK"), &[("Content-Type", "text/event-stream")])
+                    .await?;
+                for n in 0..3 {
+                    conn.write_all(format!("data: {n}\n\n").as_bytes()).await?;
+                    conn.flush().await?;
+                    Timer::after_millis(100).await;
+                }
+                return Ok(());
+            }
             "/hello" => b"hello from edge-http".to_vec(),
             "/big" => big(),
             "/tail" => big()[..3000].to_vec(),
@@ -73,13 +92,31 @@ where
     for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
-    let buffers: &'static mut [SocketBuffers<2048, 8192>; N] =
+    spawn_edge_http_with::<L, P, N>(stack, layers, None, &[])
+}
+
+/// `spawn_edge_http` with edge-http's keep-alive timeout and the acceptor's stream
+/// paths.
+fn spawn_edge_http_with<L, const P: usize, const N: usize>(
+    stack: embassy_net::Stack<'static>,
+    layers: L,
+    keep_alive_ms: Option<u32>,
+    stream_paths: &'static [&'static str],
+) -> tcp_layers_sim::JoinHandle<()>
+where
+    L: 'static,
+    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>>::Service:
+        tcp_layers::Connection<Error = embassy_net::tcp::Error>,
+{
+    let buffers: &'static mut [SocketBuffers<RxBuffer<2048>, TxBuffer<8192>>; N] =
         Box::leak(Box::new(SocketBuffers::array()));
-    let acceptor: &'static _ =
-        Box::leak(Box::new(LayeredAcceptor::new(stack, PORT, layers, buffers)));
+    let acceptor: &'static _ = Box::leak(Box::new(
+        LayeredAcceptor::new(stack, PORT, layers, buffers).with_stream_paths(stream_paths),
+    ));
     spawn(async move {
         let mut server: Server<P, 2048, 16> = Server::new();
-        let result = server.run(None, acceptor, App).await;
+        let result = server.run(keep_alive_ms, acceptor, App).await;
         panic!("edge-http's run ended: {result:?}");
     })
 }
@@ -215,4 +252,233 @@ fn nodelay_through_edge_http_sends_the_last_short_segment_at_once() {
         nagle >= nodelay + 8_000,
         "Nagle should hold the last segment for a delayed ACK or more"
     );
+}
+
+/// The paths the acceptor marks as streams in these tests: the app's event stream.
+static STREAM_PATHS: [&str; 1] = ["/sse"];
+
+/// Two viewers open `/sse` 50 ms apart on an edge-http server over the default stack
+/// with one stream slot; what each got (status, event blocks, how the server ended it)
+/// and the budget's stream refusals.
+fn two_viewers(stream_paths: &'static [&'static str]) -> (Vec<(u16, usize, PeerEnd)>, u32) {
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3));
+    static COUNTERS: Counters = Counters::new();
+    BUDGET.reset();
+    let viewers = run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        spawn_edge_http_with::<_, 4, 4>(
+            device.stack,
+            default_stack(&COUNTERS, &BUDGET),
+            None,
+            stream_paths,
+        );
+        let mut viewers = Vec::new();
+        for _ in 0..2 {
+            let host = net.client();
+            viewers.push(spawn(client::sse(
+                host.stack,
+                device.addr(PORT),
+                3,
+                Duration::from_secs(2),
+            )));
+            Timer::after_millis(50).await;
+        }
+        let mut outcomes = Vec::new();
+        for viewer in viewers {
+            let o = viewer.await.expect("the viewer ran").expect("an answer");
+            outcomes.push((o.status, o.events, o.end));
+        }
+        outcomes
+    });
+    (viewers, BUDGET.stats().stream_refusals)
+}
+
+/// An edge-http handler cannot mark its event stream, the acceptor does: with stream
+/// paths `/sse` counts as a stream, so the one stream slot refuses the second viewer
+/// (answered with the retry event stream, then a FIN); without them both are served as
+/// requests and the stream cap never applies.
+#[test]
+fn an_edge_http_server_with_stream_paths_counts_its_event_stream_as_a_stream() {
+    let (without, refusals_without) = two_viewers(&[]);
+    let (with, refusals_with) = two_viewers(&STREAM_PATHS);
+    println!(
+        "2 SSE viewers, 1 stream slot: without stream paths {without:?} ({refusals_without} \
+         refusals); with {with:?} ({refusals_with} refusals)"
+    );
+    assert_eq!(refusals_without, 0);
+    assert!(without.iter().all(|v| v.0 == 200 && v.1 == 3));
+    assert_eq!(refusals_with, 1);
+    assert_eq!((with[0].0, with[0].1), (200, 3));
+    // The refused viewer's only block is `retry: 5000`.
+    assert_eq!(with[1], (200, 1, PeerEnd::Fin));
+}
+
+/// A keep-alive timeout shorter than the reaper's idle deadline (5 s) lets edge-http
+/// end an idle connection itself, in order (FIN, `LocalClose`); the same 5 s lets the
+/// reaper win the race, which resets the connection.
+#[test]
+fn a_keep_alive_shorter_than_the_reapers_idle_lets_edge_http_close_first() {
+    fn idle_end(keep_alive_ms: u32) -> (PeerEnd, Duration, Vec<CloseReason>) {
+        static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3));
+        static COUNTERS: Counters = Counters::new();
+        BUDGET.reset();
+        COUNTERS.reset();
+        let (end, idle) = run(async move {
+            let net = Net::new(LinkConfig::wifi());
+            let device = net.server();
+            spawn_edge_http_with::<_, 2, 2>(
+                device.stack,
+                default_stack(&COUNTERS, &BUDGET),
+                Some(keep_alive_ms),
+                &[],
+            );
+            let browser = net.client();
+            let options = ClientOptions::new();
+            let mut buffers = ClientBuffers::new(&options);
+            let mut session =
+                Session::connect(browser.stack, &mut buffers, device.addr(PORT), options)
+                    .await
+                    .expect("connects");
+            assert_eq!(session.get("/hello").await.expect("served").status, 200);
+            let idle_from = Instant::now();
+            let end = session.wait_server_end(Duration::from_secs(30)).await;
+            let idle = Instant::now() - idle_from;
+            Timer::after_secs(1).await;
+            (end, idle)
+        });
+        let closed = CloseReason::ALL
+            .into_iter()
+            .filter(|r| COUNTERS.snapshot().closed(*r) > 0)
+            .collect();
+        (end, idle, closed)
+    }
+    let (end_4, idle_4, closed_4) = idle_end(4_000);
+    let (end_5, idle_5, closed_5) = idle_end(5_000);
+    println!(
+        "idle keep-alive: edge-http keep-alive 4 s: {end_4:?} after {} ms, {closed_4:?}; \
+         5 s: {end_5:?} after {} ms, {closed_5:?}",
+        idle_4.as_millis(),
+        idle_5.as_millis()
+    );
+    assert_eq!(end_4, PeerEnd::Fin);
+    assert_eq!(closed_4, [CloseReason::LocalClose]);
+    assert_eq!(end_5, PeerEnd::Reset);
+    assert_eq!(closed_5, [CloseReason::Reaped(Deadline::Idle)]);
+}
+
+/// A layer that has already ended the connection (as a budget that refused it does)
+/// and whose reads fail.
+#[derive(Clone, Copy)]
+struct AlreadyEnded;
+
+struct Ended<C> {
+    inner: C,
+}
+
+impl<C: Connection> Layer<C> for AlreadyEnded {
+    type Service = Ended<C>;
+    fn layer(&self, inner: C) -> Ended<C> {
+        Ended { inner }
+    }
+}
+
+impl<C: Connection> ErrorType for Ended<C> {
+    type Error = C::Error;
+}
+
+impl<C: Connection> Read for Ended<C> {
+    async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, C::Error> {
+        Err(self.inner.ended_error(CloseReason::Evicted))
+    }
+}
+
+impl<C: Connection> Write for Ended<C> {
+    async fn write(&mut self, _buf: &[u8]) -> Result<usize, C::Error> {
+        Err(self.inner.ended_error(CloseReason::Evicted))
+    }
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        self.inner.flush().await
+    }
+}
+
+impl<C: Connection> Connection for Ended<C> {
+    delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
+        send_queue, recv_queue, ended_error, set_class, end);
+    fn close_reason(&self) -> Option<CloseReason> {
+        Some(CloseReason::Evicted)
+    }
+}
+
+/// What edge-http's `readable()` and reads of an [`EdgeConnection`] (whole and split)
+/// return over `layers`, whose client connects and then resets at once or stays.
+fn edge_reads<L>(layers: L, reset_at_once: bool) -> Vec<Result<usize, embassy_net::tcp::Error>>
+where
+    L: for<'a> Layer<&'a mut embassy_net::tcp::TcpSocket<'static>> + 'static,
+    for<'a> <L as Layer<&'a mut embassy_net::tcp::TcpSocket<'static>>>::Service:
+        Connection<Error = embassy_net::tcp::Error>,
+{
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let record = seen.clone();
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        server::spawn_server(device.stack, PORT, 1, async move |socket| {
+            // Let the client's reset arrive first.
+            Timer::after_millis(100).await;
+            let mut conn = EdgeConnection::new(layers.layer(socket));
+            let mut buf = [0u8; 16];
+            let readable = conn.readable().await.map(|()| 1);
+            let read = conn.read(&mut buf).await;
+            let (mut read_half, _) = conn.split();
+            let half = read_half.read(&mut buf).await;
+            record.borrow_mut().extend([readable, read, half]);
+        });
+        let phone = net.client();
+        let options = ClientOptions::new();
+        let mut buffers = ClientBuffers::new(&options);
+        let session = Session::connect(phone.stack, &mut buffers, device.addr(PORT), options)
+            .await
+            .expect("connects");
+        if reset_at_once {
+            session.abort().await;
+        }
+        Timer::after_secs(1).await;
+    });
+    seen.take()
+}
+
+/// A read of a connection a layer already ended reaches edge-http as the end of the
+/// stream (edge-http logs every I/O error at WARN); a peer's real reset is still an
+/// error. `readable()` answers `Ok` (there is something to read: the end), and reads,
+/// whole or split, return 0.
+#[test]
+fn a_connection_a_layer_ended_reaches_edge_http_as_the_end_of_the_stream() {
+    static COUNTERS: Counters = Counters::new();
+    let ended = edge_reads(
+        ConnectionBuilder::new()
+            .layer(Quiet::new(&COUNTERS))
+            .layer(AlreadyEnded),
+        false,
+    );
+    let reset = edge_reads(ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)), true);
+    println!("readable, read, split read: layer ended {ended:?}; peer reset {reset:?}");
+    assert_eq!(ended, [Ok(1), Ok(0), Ok(0)]);
+    assert!(reset.iter().all(Result::is_err), "{reset:?}");
+}
+
+/// The acceptor's socket states: a socket of an index it does not have is `None`, not
+/// a panic.
+#[test]
+fn socket_state_answers_none_for_an_index_of_no_socket() {
+    run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let buffers: &'static mut [SocketBuffers<RxBuffer<512>, TxBuffer<512>>; 2] =
+            Box::leak(Box::new(SocketBuffers::array()));
+        let acceptor = LayeredAcceptor::new(device.stack, PORT, Identity, buffers);
+        assert_eq!(acceptor.socket_state(0), Some(tcp_layers::TcpState::Closed));
+        assert_eq!(acceptor.socket_state(2), None);
+        assert_eq!(acceptor.in_use(), 0);
+    });
 }

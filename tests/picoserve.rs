@@ -5,6 +5,12 @@
 //! as a `PicoserveSocket` and served by an ordinary `Router` + `Server::serve`.
 #![recursion_limit = "256"]
 
+#[path = "../layers/quiet/tests/common/mod.rs"]
+mod quiet_log;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use embassy_net::tcp::TcpSocket;
 use picoserve::response::sse::{EventSource, EventStream, EventWriter};
 use picoserve::routing::get;
@@ -12,8 +18,8 @@ use picoserve::{Config, Router, Server, Timeouts};
 use tcp_layers::adapters::picoserve::{FlushMode, PicoserveSocket};
 use tcp_layers::core::{ErrorType, Read, Write, delegate_connection};
 use tcp_layers::{
-    Budget, BudgetConfig, Connection, ConnectionBuilder, Counters, Identity, Layer, Stack,
-    default_stack, profile,
+    Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
+    Layer, Quiet, Stack, default_stack, profile,
 };
 use tcp_layers_nodelay::NoDelay;
 use tcp_layers_sim::client::{AfterLoad, ClientBuffers, ClientOptions, Page, PeerEnd, Session};
@@ -89,7 +95,31 @@ fn spawn_picoserve_with<L>(
     for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
+    spawn_picoserve_config(stack, sockets, layers, flush, stream_paths, &CONFIG);
+}
+
+/// What `Server::serve` returned for each connection, in order (an error as its Debug
+/// text): what a firmware that counts server errors sees.
+type ServeResults = Rc<RefCell<Vec<Result<(), String>>>>;
+
+/// `spawn_picoserve_with` with picoserve's configuration; returns what each `serve`
+/// call returned.
+fn spawn_picoserve_config<L>(
+    stack: embassy_net::Stack<'static>,
+    sockets: usize,
+    layers: L,
+    flush: FlushMode,
+    stream_paths: &'static [&'static str],
+    config: &'static Config,
+) -> ServeResults
+where
+    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
+    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+        tcp_layers::Connection<Error = embassy_net::tcp::Error>,
+{
     let app: &'static _ = Box::leak(Box::new(app()));
+    let results = ServeResults::default();
+    let record = results.clone();
     server::spawn_server(
         stack,
         PORT,
@@ -98,11 +128,15 @@ fn spawn_picoserve_with<L>(
             let mut http_buffer = [0u8; 2048];
             let conn = layers.layer(socket);
             let socket = PicoserveSocket::with_flush(conn, flush).with_stream_paths(stream_paths);
-            let _ = Server::new(app, &CONFIG, &mut http_buffer)
+            let served = Server::new(app, config, &mut http_buffer)
                 .serve(socket)
                 .await;
+            record
+                .borrow_mut()
+                .push(served.map(|_| ()).map_err(|e| format!("{e:?}")));
         },
     );
+    results
 }
 
 #[test]
@@ -302,12 +336,16 @@ fn the_stream_cap_applies_through_picoserve_with_stream_paths() {
     let cap = BUDGET.config().stream;
 
     // Without stream paths picoserve's event streams count as requests: all admitted.
+    // Without stream paths every viewer is answered by the handler (as a request: the
+    // first may then be evicted as idle between two events, which is the point of
+    // stream paths). With them, admitted means the stream's 3 events arrived: a refused
+    // viewer also gets a 200, see below, but no event.
     let without = three_viewers(&BUDGET, &COUNTERS, &[]);
     let admitted_without = without.iter().filter(|v| v.0 == 200).count();
     let refusals_without = BUDGET.stats().stream_refusals;
 
     let with = three_viewers(&BUDGET, &COUNTERS, &STREAM_PATHS);
-    let admitted_with = with.iter().filter(|v| v.0 == 200).count();
+    let admitted_with = with.iter().filter(|v| v.1 == 3).count();
     let refusals_with = BUDGET.stats().stream_refusals;
     println!(
         "3 SSE viewers, stream cap {cap}: streams admitted without stream paths \
@@ -325,13 +363,18 @@ fn the_stream_cap_applies_through_picoserve_with_stream_paths() {
     for viewer in &with[..2] {
         assert_eq!(viewer.1, 3, "an admitted stream delivers every event");
     }
-    // The third is answered 503 and closed with a FIN (an RST could destroy the 503
-    // before the client reads it); its handler never ran, so no event came.
-    assert_eq!(with[2], (503, 0, PeerEnd::Fin));
+    // The third is answered with a 200 event stream whose only block is `retry: 5000`
+    // (the sim's viewer counts it as one event) and closed with a FIN (an RST could
+    // destroy the answer before the client reads it); its handler never ran.
+    assert_eq!(with[2], (200, 1, PeerEnd::Fin));
 }
 
+/// What a refused stream request gets: an event stream that only sets the
+/// reconnection time, then the end of the connection.
+const RETRY_BODY: &[u8] = b"retry: 5000\n\n";
+
 #[test]
-fn a_stream_path_split_over_two_segments_is_still_refused_with_a_503() {
+fn a_stream_path_split_over_two_segments_is_still_refused() {
     // The request line arrives in two reads: picoserve already holds the first part
     // when the adapter learns the path. It must still not be served as a stream.
     static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3));
@@ -370,7 +413,11 @@ fn a_stream_path_split_over_two_segments_is_still_refused_with_a_503() {
              server end {end:?}; the first stream got {} events",
             response.status, first.events
         );
-        assert_eq!(response.status, 503);
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            (response.body_len, response.checksum),
+            (RETRY_BODY.len(), checksum(RETRY_BODY))
+        );
         assert!(response.server_closes);
         assert_eq!(end, PeerEnd::Fin);
         assert_eq!((first.status, first.events), (200, 3));
@@ -483,5 +530,255 @@ fn a_response_in_flight_is_not_evicted_as_idle_through_picoserve() {
     assert!(
         evicted <= 1,
         "at most A's own idle connection is given up during its load, not {evicted}"
+    );
+}
+
+/// The exact answer to a refused EventSource: `200 OK`, `text/event-stream`, not to be
+/// cached, closing, and a body that sets the reconnection time to 5 s; then a FIN. A
+/// browser's EventSource reconnects after such a stream ends, where it gives up for
+/// good after a 503.
+#[test]
+fn a_refused_event_stream_is_told_to_reconnect_in_5_s() {
+    static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3));
+    static COUNTERS: Counters = Counters::new();
+    let (answer, end, first) = run(async {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let layers = default_stack(&COUNTERS, &BUDGET);
+        spawn_picoserve_with(device.stack, 4, layers, FlushMode::Queued, &STREAM_PATHS);
+        let first = net.client();
+        let streaming = spawn(client::sse(
+            first.stack,
+            device.addr(PORT),
+            3,
+            Duration::from_secs(2),
+        ));
+        Timer::after_millis(50).await;
+
+        let second = net.client();
+        let options = ClientOptions::new();
+        let mut buffers = ClientBuffers::new(&options);
+        let mut session = Session::connect(second.stack, &mut buffers, device.addr(PORT), options)
+            .await
+            .expect("a listener is free");
+        session
+            .socket()
+            .write_all(b"GET /sse HTTP/1.1\r\nHost: device\r\nAccept: text/event-stream\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 256];
+        let end = loop {
+            match session.socket().read(&mut chunk).await {
+                Ok(0) => break PeerEnd::Fin,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(_) => break PeerEnd::Reset,
+            }
+        };
+        let first = streaming.await.unwrap().expect("the first stream opens");
+        (answer, end, first)
+    });
+    println!(
+        "refused EventSource while the one stream slot is taken: {:?}, then {end:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        answer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+Connection: close\r\n\r\nretry: 5000\n\n"
+    );
+    assert_eq!(end, PeerEnd::Fin);
+    assert_eq!((first.status, first.events), (200, 3));
+    assert_eq!(BUDGET.stats().stream_refusals, 1);
+}
+
+/// picoserve enforcing its own, shorter timeout: `read_request` 1 s (the reaper's head
+/// deadline is 4 s), `write` 1 s (the reaper's stall is 5 s).
+static SHORT_READ: Config = Config::new(Timeouts {
+    start_read_request: Duration::from_secs(5),
+    persistent_start_read_request: Duration::from_secs(5),
+    read_request: Duration::from_secs(1),
+    write: Duration::from_secs(3),
+})
+.keep_connection_alive();
+
+static SHORT_WRITE: Config = Config::new(Timeouts {
+    start_read_request: Duration::from_secs(5),
+    persistent_start_read_request: Duration::from_secs(5),
+    read_request: Duration::from_secs(3),
+    write: Duration::from_secs(1),
+})
+.keep_connection_alive();
+
+/// What a client that makes picoserve give up on the connection does.
+#[derive(Clone, Copy, Debug)]
+enum GivesUp {
+    /// Sends half a request head and waits: picoserve's read of the rest times out.
+    HalfAHead,
+    /// Asks for `/big` and never reads: picoserve's write times out.
+    NeverReads,
+}
+
+/// One client that makes picoserve (over the default stack, with `config`) give up on
+/// its connection; the close reasons the quiet layer reported and the lines it logged
+/// at WARN or above.
+fn picoserve_gives_up(config: &'static Config, client: GivesUp) -> (Vec<CloseReason>, Vec<String>) {
+    static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3);
+    static COUNTERS: Counters = Counters::new();
+    BUDGET.reset();
+    COUNTERS.reset();
+    quiet_log::start_counting();
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let layers = default_stack(&COUNTERS, &BUDGET);
+        spawn_picoserve_config(device.stack, 2, layers, FlushMode::Queued, &[], config);
+        let phone = net.client();
+        match client {
+            GivesUp::HalfAHead => {
+                let options = ClientOptions::new();
+                let mut buffers = ClientBuffers::new(&options);
+                let mut session =
+                    Session::connect(phone.stack, &mut buffers, device.addr(PORT), options)
+                        .await
+                        .expect("connects");
+                session.socket().write_all(b"GET /hel").await.unwrap();
+                let end = session.wait_server_end(Duration::from_secs(10)).await;
+                assert_eq!(end, PeerEnd::Reset, "picoserve aborts");
+            }
+            GivesUp::NeverReads => {
+                let hold = client::slow_reader(
+                    phone.stack,
+                    device.addr(PORT),
+                    "/big",
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("connects");
+                assert_eq!(hold.end, PeerEnd::Reset, "picoserve aborts");
+            }
+        }
+        Timer::after_secs(1).await;
+    });
+    let lines = quiet_log::lines();
+    (lines.closed_events, lines.loud)
+}
+
+#[test]
+fn a_picoserve_read_timeout_is_a_reaped_head_not_a_local_error() {
+    let (closed, loud) = picoserve_gives_up(&SHORT_READ, GivesUp::HalfAHead);
+    println!(
+        "picoserve's read_request (1 s) fires before the reaper's head deadline (4 s): \
+         closes {closed:?}, warn lines {loud:?}"
+    );
+    assert_eq!(closed, [CloseReason::Reaped(Deadline::Head)]);
+    assert!(loud.is_empty(), "no WARN line: {loud:?}");
+}
+
+#[test]
+fn a_picoserve_write_timeout_is_a_reaped_stall_not_a_local_error() {
+    let (closed, loud) = picoserve_gives_up(&SHORT_WRITE, GivesUp::NeverReads);
+    println!(
+        "picoserve's write timeout (1 s) fires before the reaper's stall deadline (5 s): \
+         closes {closed:?}, warn lines {loud:?}"
+    );
+    assert_eq!(closed, [CloseReason::Reaped(Deadline::Stall)]);
+    assert!(loud.is_empty(), "no WARN line: {loud:?}");
+}
+
+/// A layer that has already ended the connection (as a budget that refused it does)
+/// and whose reads fail: the adapter must hand picoserve the end of the stream.
+#[derive(Clone, Copy)]
+struct AlreadyEnded;
+
+struct Ended<C> {
+    inner: C,
+}
+
+impl<C: Connection> Layer<C> for AlreadyEnded {
+    type Service = Ended<C>;
+    fn layer(&self, inner: C) -> Ended<C> {
+        Ended { inner }
+    }
+}
+
+impl<C: Connection> ErrorType for Ended<C> {
+    type Error = C::Error;
+}
+
+impl<C: Connection> Read for Ended<C> {
+    async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, C::Error> {
+        Err(self.inner.ended_error(CloseReason::Evicted))
+    }
+}
+
+impl<C: Connection> Write for Ended<C> {
+    async fn write(&mut self, _buf: &[u8]) -> Result<usize, C::Error> {
+        Err(self.inner.ended_error(CloseReason::Evicted))
+    }
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        self.inner.flush().await
+    }
+}
+
+impl<C: Connection> Connection for Ended<C> {
+    delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
+        send_queue, recv_queue, ended_error, set_class, end);
+    fn close_reason(&self) -> Option<CloseReason> {
+        Some(CloseReason::Evicted)
+    }
+}
+
+/// What `serve` returned for one connection over `layers` whose client connects and
+/// then does `client`.
+fn serve_result<L>(layers: L, reset_at_once: bool) -> Result<(), String>
+where
+    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
+    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+        tcp_layers::Connection<Error = embassy_net::tcp::Error>,
+{
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let results =
+            spawn_picoserve_config(device.stack, 1, layers, FlushMode::Queued, &[], &CONFIG);
+        let phone = net.client();
+        let options = ClientOptions::new();
+        let mut buffers = ClientBuffers::new(&options);
+        let session = Session::connect(phone.stack, &mut buffers, device.addr(PORT), options)
+            .await
+            .expect("connects");
+        if reset_at_once {
+            session.abort().await;
+        } else {
+            let mut session = session;
+            let _ = session.get("/hello").await;
+        }
+        Timer::after_secs(1).await;
+        let results = results.borrow();
+        assert_eq!(results.len(), 1, "one connection served");
+        results[0].clone()
+    })
+}
+
+/// A read of a connection a layer already ended reaches picoserve as the end of the
+/// stream, so `serve` returns `Ok` (picoserve reports a read error as
+/// `Read(ConnectionReset)`, which a firmware counts as a server error); a peer's real
+/// reset still surfaces as that error.
+#[test]
+fn a_connection_a_layer_ended_reaches_picoserve_as_the_end_of_the_stream() {
+    static COUNTERS: Counters = Counters::new();
+    let ended = serve_result(
+        ConnectionBuilder::new()
+            .layer(Quiet::new(&COUNTERS))
+            .layer(AlreadyEnded),
+        false,
+    );
+    let reset = serve_result(ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)), true);
+    println!("serve returned: layer ended the connection {ended:?}; peer reset {reset:?}");
+    assert_eq!(ended, Ok(()));
+    assert!(
+        reset.as_ref().is_err_and(|e| e.contains("ConnectionReset")),
+        "a peer's reset is still an error: {reset:?}"
     );
 }

@@ -5,25 +5,102 @@
 //! [`LayeredAcceptor`] owns `N` embassy-net sockets itself, wraps every accepted one in
 //! the layer stack and hands edge-http an [`EdgeConnection`]:
 //!
-//! ```ignore
-//! static BUFFERS: StaticCell<[SocketBuffers<1536, 4096>; 4]> = StaticCell::new();
-//! let acceptor = LayeredAcceptor::new(stack, 80, layers, BUFFERS.init(SocketBuffers::array()));
-//! let mut server = edge_http::io::server::DefaultServer::new();
-//! server.run(Some(5_000), &acceptor, handler).await?;
+//! ```no_run
+//! # #[cfg(feature = "default-stack")]
+//! # mod doc {
+//! use core::fmt::{Debug, Display};
+//!
+//! use edge_http::io::Error as HttpError;
+//! use edge_http::io::server::{Connection, Handler, Server};
+//! use edge_nal::TcpSplit;
+//! use embassy_net::Stack;
+//! use tcp_layers::adapters::edge_nal::{LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer};
+//! use tcp_layers::core::{Read, Write};
+//! use tcp_layers::prelude::*;
+//!
+//! static COUNTERS: Counters = Counters::new();
+//! static BUDGET: Budget<4> = Budget::new(profile::ESP32_C3);
+//! static STREAM_PATHS: [&str; 1] = ["/events"];
+//! /// edge-http closes an idle keep-alive connection after this long: shorter than the
+//! /// reaper's idle deadline (5 s), so the close is edge-http's orderly one.
+//! const KEEP_ALIVE_MS: u32 = 4_000;
+//!
+//! /// 4 sockets, each with a 1536-byte receive and a 4096-byte transmit buffer.
+//! pub type Buffers = [SocketBuffers<RxBuffer<1536>, TxBuffer<4096>>; 4];
+//!
+//! pub async fn http_server(stack: Stack<'static>, buffers: &'static mut Buffers) -> ! {
+//!     let layers = default_stack(&COUNTERS, &BUDGET);
+//!     let acceptor =
+//!         LayeredAcceptor::new(stack, 80, layers, buffers).with_stream_paths(&STREAM_PATHS);
+//!     let mut server: Server<4, 2048, 16> = Server::new();
+//!     loop {
+//!         // This acceptor never fails an accept (it waits for a socket, and retries the
+//!         // stack's errors with a backoff), so `run` does not return; if it ever did,
+//!         // the server would simply start again.
+//!         let _ = server.run(Some(KEEP_ALIVE_MS), &acceptor, Hello).await;
+//!     }
+//! }
+//!
+//! struct Hello;
+//!
+//! impl Handler for Hello {
+//!     type Error<E>
+//!         = HttpError<E>
+//!     where
+//!         E: Debug;
+//!
+//!     async fn handle<T, const N: usize>(
+//!         &self,
+//!         _task_id: impl Display + Copy,
+//!         conn: &mut Connection<'_, T, N>,
+//!     ) -> Result<(), Self::Error<T::Error>>
+//!     where
+//!         T: Read + Write + TcpSplit,
+//!     {
+//!         conn.initiate_response(200, Some("OK"), &[("Content-Length", "5")])
+//!             .await?;
+//!         conn.write_all(b"hello").await?;
+//!         Ok(())
+//!     }
+//! }
+//! # }
+//! # fn main() {}
 //! ```
 //!
 //! edge-http's `run` stops at the first accept error, so this acceptor never returns
 //! one: when every socket is in use it waits for one to come back, a socket still
 //! lingering after a close is waited for, and an error of the stack is retried with a
 //! bounded backoff (reported through [`event::Event::AcceptError`]).
-use core::cell::{Cell, RefCell, RefMut};
+//!
+//! # Keep-alive
+//!
+//! Pass `Server::run` a keep-alive timeout shorter than the reaper's idle deadline
+//! (`ReaperConfig::http()`: 5 s), such as `Some(4_000)`: edge-http then ends an idle
+//! keep-alive connection itself, an orderly close (FIN) counted as `LocalClose`. With
+//! the same 5 s both race and the reaper usually wins, which ends the connection with
+//! an RST; with `None` the reaper ends every idle connection that way.
+//!
+//! # Streams
+//!
+//! An edge-http handler cannot reach the connection, so an event stream cannot call
+//! [`Connection::set_class`] itself. [`LayeredAcceptor::with_stream_paths`] marks the
+//! requests for the paths it is given as streams, as the picoserve adapter's
+//! `PicoserveSocket::with_stream_paths` does (same matching, same answer when the
+//! stream budget is full: a short event stream that asks the browser to reconnect in
+//! 5 s).
+//!
+//! # Reads after a layer ended the connection
+//!
+//! They return the end of the stream (see [the adapters](super)): edge-http then ends
+//! the connection as one its peer closed, without a WARN line.
+use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::Poll;
 
 use edge_nal::{Close, Readable, TcpShutdown, TcpSplit};
 use embassy_futures::select::select;
 use embassy_net::Stack;
-use embassy_net::tcp::{Error, TcpSocket};
+use embassy_net::tcp::{AcceptError, Error, TcpSocket};
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Timer};
 use tcp_layers_core::event::{self, Event};
@@ -33,7 +110,8 @@ use tcp_layers_core::{
 };
 
 use super::split::{ReadHalf, Shared, WriteHalf};
-use super::{Ending, end_reason};
+use super::stream_routes::StreamRouted;
+use super::{Ending, end_reason, quiet_read};
 
 /// How long an accept waits before it looks again at a socket that is still closing
 /// (FIN_WAIT, LAST_ACK): 10 ms, one delayed ACK of smoltcp, so a socket freed by the
@@ -46,18 +124,63 @@ const BACKOFF_START: Duration = Duration::from_millis(10);
 /// while a recovered one is back in service within a second.
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
-/// The receive and transmit buffers of one socket of a [`LayeredAcceptor`].
-pub struct SocketBuffers<const RX: usize, const TX: usize> {
-    rx: [u8; RX],
-    tx: [u8; TX],
+/// The receive buffer of one socket, `BYTES` long.
+///
+/// A type of its own (as is [`TxBuffer`]) so that the two sizes of [`SocketBuffers`]
+/// cannot be swapped without a compile error: edge-nal-embassy's `TcpBuffers<N, TX,
+/// RX>` lists the transmit size first, this crate's order is receive first, and a
+/// swapped pair of plain numbers would compile and quietly give the socket a small
+/// transmit buffer.
+pub struct RxBuffer<const BYTES: usize>([u8; BYTES]);
+
+/// The transmit buffer of one socket, `BYTES` long. See [`RxBuffer`].
+pub struct TxBuffer<const BYTES: usize>([u8; BYTES]);
+
+impl<const BYTES: usize> RxBuffer<BYTES> {
+    /// Zeroed (`const`, for a `static` or a `StaticCell`).
+    pub const fn new() -> Self {
+        Self([0; BYTES])
+    }
 }
 
-impl<const RX: usize, const TX: usize> SocketBuffers<RX, TX> {
+impl<const BYTES: usize> TxBuffer<BYTES> {
+    /// Zeroed (`const`, for a `static` or a `StaticCell`).
+    pub const fn new() -> Self {
+        Self([0; BYTES])
+    }
+}
+
+impl<const BYTES: usize> Default for RxBuffer<BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const BYTES: usize> Default for TxBuffer<BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The receive and transmit buffers of one socket of a [`LayeredAcceptor`]:
+/// `SocketBuffers<RxBuffer<1536>, TxBuffer<4096>>`. Only that order builds; the sizes
+/// swapped (`SocketBuffers<TxBuffer<4096>, RxBuffer<1536>>`) do not:
+///
+/// ```compile_fail
+/// use tcp_layers::adapters::edge_nal::{RxBuffer, SocketBuffers, TxBuffer};
+/// let swapped: SocketBuffers<TxBuffer<4096>, RxBuffer<1536>> = SocketBuffers::new();
+/// ```
+pub struct SocketBuffers<Rx, Tx> {
+    rx: Rx,
+    tx: Tx,
+}
+
+impl<const RX: usize, const TX: usize> SocketBuffers<RxBuffer<RX>, TxBuffer<TX>> {
     /// Zeroed buffers (`const`, for a `static` or a `StaticCell`).
     pub const fn new() -> Self {
         Self {
-            rx: [0; RX],
-            tx: [0; TX],
+            rx: RxBuffer::new(),
+            tx: TxBuffer::new(),
         }
     }
 
@@ -67,7 +190,7 @@ impl<const RX: usize, const TX: usize> SocketBuffers<RX, TX> {
     }
 }
 
-impl<const RX: usize, const TX: usize> Default for SocketBuffers<RX, TX> {
+impl<const RX: usize, const TX: usize> Default for SocketBuffers<RxBuffer<RX>, TxBuffer<TX>> {
     fn default() -> Self {
         Self::new()
     }
@@ -80,11 +203,22 @@ impl<const RX: usize, const TX: usize> Default for SocketBuffers<RX, TX> {
 /// socket that is free, listens on it and returns it when a client connects. Pass the
 /// acceptor by reference (`&acceptor`) to `Server::run`.
 pub struct LayeredAcceptor<'d, L, const N: usize> {
-    sockets: [RefCell<TcpSocket<'d>>; N],
+    /// Each socket, or `None` while an accept in progress or an accepted connection has
+    /// taken it out (it comes back when its [`SocketSlot`] is dropped).
+    sockets: [Cell<Option<TcpSocket<'d>>>; N],
     port: u16,
     layers: L,
+    stream_paths: &'static [&'static str],
     released: RefCell<MultiWakerRegistration<N>>,
     accept_errors: Cell<u32>,
+}
+
+/// Reads a socket of `cell` that no accept or connection holds (`None` when one does).
+fn peek<R>(cell: &Cell<Option<TcpSocket<'_>>>, f: impl FnOnce(&TcpSocket<'_>) -> R) -> Option<R> {
+    let socket = cell.take()?;
+    let result = f(&socket);
+    cell.set(Some(socket));
+    Some(result)
 }
 
 impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
@@ -97,32 +231,43 @@ impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
         stack: Stack<'d>,
         port: u16,
         layers: L,
-        buffers: &'d mut [SocketBuffers<RX, TX>; N],
+        buffers: &'d mut [SocketBuffers<RxBuffer<RX>, TxBuffer<TX>>; N],
     ) -> Self {
         assert!(port != 0, "an acceptor needs a port");
         Self {
             sockets: buffers
                 .each_mut()
-                .map(|b| RefCell::new(TcpSocket::new(stack, &mut b.rx, &mut b.tx))),
+                .map(|b| Cell::new(Some(TcpSocket::new(stack, &mut b.rx.0, &mut b.tx.0)))),
             port,
             layers,
+            stream_paths: &[],
             released: RefCell::new(MultiWakerRegistration::new()),
             accept_errors: Cell::new(0),
         }
+    }
+
+    /// Requests for these paths are streams (SSE, WebSocket, long poll): each accepted
+    /// connection calls [`Connection::set_class`] with `Stream` once edge-http has read
+    /// such a request's path, before the handler runs. The matching and the answer to a
+    /// refused stream are the picoserve adapter's, see
+    /// `adapters::picoserve::PicoserveSocket::with_stream_paths`.
+    pub fn with_stream_paths(mut self, paths: &'static [&'static str]) -> Self {
+        self.stream_paths = paths;
+        self
     }
 
     /// Sockets held by an accept in progress or an accepted connection right now.
     pub fn in_use(&self) -> usize {
         self.sockets
             .iter()
-            .filter(|s| s.try_borrow_mut().is_err())
+            .filter(|cell| peek(cell, |_| ()).is_none())
             .count()
     }
 
-    /// The TCP state of socket `i` (`None` while an accept or a connection holds it).
+    /// The TCP state of socket `i` (`None` while an accept or a connection holds it, or
+    /// for an `i` of no socket).
     pub fn socket_state(&self, i: usize) -> Option<TcpState> {
-        let socket = self.sockets[i].try_borrow().ok()?;
-        Some(Connection::state(&*socket))
+        peek(self.sockets.get(i)?, |socket| Connection::state(socket))
     }
 
     /// Accept errors of the stack so far (each retried after a backoff).
@@ -134,28 +279,33 @@ impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
     /// while nobody was accepting on it (a cancelled accept leaves the socket
     /// listening), then a listening one, then a closed one. `Err(true)` when a free
     /// socket is still closing, `Err(false)` when all are held.
-    fn try_claim(&self) -> Result<RefMut<'_, TcpSocket<'d>>, bool> {
-        let mut best: Option<(u8, RefMut<'_, TcpSocket<'d>>)> = None;
+    fn try_claim(&self) -> Result<SocketSlot<'_, 'd, N>, bool> {
+        let mut best: Option<(u8, usize)> = None;
         let mut closing = false;
-        for cell in &self.sockets {
-            let Ok(socket) = cell.try_borrow_mut() else {
-                continue;
-            };
-            let rank = match Connection::state(&*socket) {
-                TcpState::Established | TcpState::CloseWait => 0,
-                TcpState::Listen => 1,
-                TcpState::Closed => 2,
-                TcpState::TimeWait => 3,
-                _ => {
+        for (i, cell) in self.sockets.iter().enumerate() {
+            let rank = match peek(cell, |socket| Connection::state(socket)) {
+                None => continue,
+                Some(TcpState::Established | TcpState::CloseWait) => 0,
+                Some(TcpState::Listen) => 1,
+                Some(TcpState::Closed) => 2,
+                Some(TcpState::TimeWait) => 3,
+                Some(_) => {
                     closing = true;
                     continue;
                 }
             };
-            if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-                best = Some((rank, socket));
+            if best.is_none_or(|(r, _)| rank < r) {
+                best = Some((rank, i));
             }
         }
-        best.map(|(_, socket)| socket).ok_or(closing)
+        let home = best.and_then(|(_, i)| self.sockets.get(i)).ok_or(closing)?;
+        let socket = home.take().ok_or(closing)?;
+        Ok(SocketSlot {
+            socket: Some(socket),
+            home,
+            released: &self.released,
+            accepted: false,
+        })
     }
 
     /// Resolves once a socket was given back after this future was first polled.
@@ -172,10 +322,10 @@ impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
         .await
     }
 
-    async fn claim(&self) -> RefMut<'_, TcpSocket<'d>> {
+    async fn claim(&self) -> SocketSlot<'_, 'd, N> {
         loop {
             match self.try_claim() {
-                Ok(socket) => return socket,
+                Ok(slot) => return slot,
                 Err(true) => {
                     select(self.next_release(), Timer::after(LINGER_POLL)).await;
                 }
@@ -197,19 +347,15 @@ where
         Self: 'a;
 
     /// Waits for a client; never fails (edge-http's `run` would stop for good).
-    // The socket's `RefCell` borrow is what marks it taken: holding it across the
-    // accept is the point. Every other access to the cells uses `try_borrow*`.
-    #[allow(clippy::await_holding_refcell_ref)]
+    /// Cancel-safe: a dropped accept gives its socket back, still listening.
     async fn accept(&self) -> Result<(SocketAddr, Self::Socket<'_>), Error> {
         let mut backoff = BACKOFF_START;
         loop {
-            let mut socket = self.claim().await;
-            if !matches!(
-                Connection::state(&*socket),
-                TcpState::Established | TcpState::CloseWait
-            ) && let Err(error) = socket.accept(self.port).await
+            let mut slot = self.claim().await;
+            if !matches!(slot.state(), TcpState::Established | TcpState::CloseWait)
+                && let Err(error) = slot.listen(self.port).await
             {
-                drop(socket);
+                drop(slot);
                 let consecutive = self.accept_errors.get().saturating_add(1);
                 self.accept_errors.set(consecutive);
                 emit_log!(warn, "accept error {:?}, retrying", error);
@@ -222,14 +368,12 @@ where
                 continue;
             }
             // A handshake the peer reset ends `accept` with a closed socket: listen again.
-            let Some(remote) = Connection::remote(&*socket) else {
+            let Some(remote) = slot.remote() else {
                 continue;
             };
-            let slot = SocketSlot {
-                socket,
-                released: &self.released,
-            };
-            return Ok((remote, EdgeConnection::new(self.layers.layer(slot))));
+            slot.accepted = true;
+            let conn = EdgeConnection::new(self.layers.layer(slot));
+            return Ok((remote, conn.with_stream_paths(self.stream_paths)));
         }
     }
 }
@@ -238,20 +382,40 @@ where
 /// [`Connection`] the layers wrap. Dropping it gives the socket back; a connection
 /// dropped without being ended is reset, so the next client never inherits it.
 pub struct SocketSlot<'a, 'd, const N: usize> {
-    socket: RefMut<'a, TcpSocket<'d>>,
+    /// Always `Some` until the slot is dropped, which puts the socket back in `home`.
+    socket: Option<TcpSocket<'d>>,
+    home: &'a Cell<Option<TcpSocket<'d>>>,
     released: &'a RefCell<MultiWakerRegistration<N>>,
+    /// A connection was accepted on it (an accept in progress is not reset when given
+    /// back: a cancelled accept leaves the socket listening, for the next one).
+    accepted: bool,
+}
+
+impl<const N: usize> SocketSlot<'_, '_, N> {
+    /// `accept` on the socket: listens on `port` until a client connects.
+    async fn listen(&mut self, port: u16) -> Result<(), AcceptError> {
+        match &mut self.socket {
+            Some(socket) => socket.accept(port).await,
+            None => Err(AcceptError::InvalidState),
+        }
+    }
 }
 
 impl<const N: usize> Drop for SocketSlot<'_, '_, N> {
     fn drop(&mut self) {
-        let state = Connection::state(&*self.socket);
-        if matches!(
-            state,
-            TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
-        ) {
-            // Dropped without being ended: reset. The socket stays in the stack's set,
-            // so the RST leaves with the stack's next poll.
-            Connection::abort(&mut *self.socket);
+        if let Some(mut socket) = self.socket.take() {
+            let state = Connection::state(&socket);
+            if self.accepted
+                && matches!(
+                    state,
+                    TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
+                )
+            {
+                // Dropped without being ended: reset. The socket stays in the stack's
+                // set, so the RST leaves with the stack's next poll.
+                Connection::abort(&mut socket);
+            }
+            self.home.set(Some(socket));
         }
         self.released.borrow_mut().wake();
     }
@@ -263,49 +427,71 @@ impl<const N: usize> ErrorType for SocketSlot<'_, '_, N> {
 
 impl<const N: usize> Read for SocketSlot<'_, '_, N> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        Read::read(&mut *self.socket, buf).await
+        match &mut self.socket {
+            Some(socket) => Read::read(socket, buf).await,
+            None => Err(Error::ConnectionReset),
+        }
     }
 }
 
 impl<const N: usize> Write for SocketSlot<'_, '_, N> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
-        Write::write(&mut *self.socket, buf).await
+        match &mut self.socket {
+            Some(socket) => Write::write(socket, buf).await,
+            None => Err(Error::ConnectionReset),
+        }
     }
     async fn flush(&mut self) -> Result<(), Error> {
-        Write::flush(&mut *self.socket).await
+        match &mut self.socket {
+            Some(socket) => Write::flush(socket).await,
+            None => Err(Error::ConnectionReset),
+        }
     }
 }
 
 impl<const N: usize> Connection for SocketSlot<'_, '_, N> {
     fn state(&self) -> TcpState {
-        Connection::state(&*self.socket)
+        self.socket
+            .as_ref()
+            .map_or(TcpState::Closed, Connection::state)
     }
     fn set_nodelay(&mut self, on: bool) -> Result<(), Unsupported> {
-        Connection::set_nodelay(&mut *self.socket, on)
+        match &mut self.socket {
+            Some(socket) => Connection::set_nodelay(socket, on),
+            None => Err(Unsupported),
+        }
     }
     fn close_write(&mut self) {
-        Connection::close_write(&mut *self.socket)
+        if let Some(socket) = &mut self.socket {
+            Connection::close_write(socket)
+        }
     }
     fn abort(&mut self) {
-        Connection::abort(&mut *self.socket)
+        if let Some(socket) = &mut self.socket {
+            Connection::abort(socket)
+        }
     }
     fn remote(&self) -> Option<SocketAddr> {
-        Connection::remote(&*self.socket)
+        Connection::remote(self.socket.as_ref()?)
     }
     fn local(&self) -> Option<SocketAddr> {
-        Connection::local(&*self.socket)
+        Connection::local(self.socket.as_ref()?)
     }
     fn send_queue(&self) -> Option<usize> {
-        Connection::send_queue(&*self.socket)
+        Connection::send_queue(self.socket.as_ref()?)
     }
     fn recv_queue(&self) -> Option<usize> {
-        Connection::recv_queue(&*self.socket)
+        Connection::recv_queue(self.socket.as_ref()?)
     }
-    fn ended_error(&self, reason: CloseReason) -> Error {
-        Connection::ended_error(&*self.socket, reason)
+    /// embassy-net has one error, `ConnectionReset`; the reason is kept by the layer.
+    fn ended_error(&self, _reason: CloseReason) -> Error {
+        Error::ConnectionReset
     }
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
-        Connection::set_class(&mut *self.socket, class)
+        match &mut self.socket {
+            Some(socket) => Connection::set_class(socket, class),
+            None => Ok(()),
+        }
     }
 }
 
@@ -323,22 +509,33 @@ enum ReadAhead {
 /// `TcpSplit`, `TcpShutdown`). Closing and aborting go through [`Connection::end`], so
 /// the stack's close discipline applies.
 pub struct EdgeConnection<C: Connection> {
-    shared: Shared<C>,
+    shared: Shared<StreamRouted<C>>,
     read_ahead: Cell<ReadAhead>,
 }
 
 impl<C: Connection> EdgeConnection<C> {
-    /// Wraps a (layered) connection for edge-nal.
+    /// Wraps a (layered) connection for edge-nal, with no stream paths.
     pub fn new(conn: C) -> Self {
         Self {
-            shared: Shared::new(conn),
+            shared: Shared::new(StreamRouted::new(conn, &[])),
             read_ahead: Cell::new(ReadAhead::Nothing),
         }
     }
 
-    /// The connection, for what edge-nal does not do (state, close reason).
+    /// Requests for these paths are streams: see
+    /// [`LayeredAcceptor::with_stream_paths`], which sets them on every connection it
+    /// accepts.
+    pub fn with_stream_paths(mut self, paths: &'static [&'static str]) -> Self {
+        self.shared.get_mut().set_paths(paths);
+        self
+    }
+
+    /// The connection, for code that drives an `EdgeConnection` itself (a server loop
+    /// of its own, a test). edge-http's handlers never see it: `Server::run` keeps the
+    /// socket inside its own connection type, so how a connection ended is counted and
+    /// logged by the quiet layer, not read here.
     pub fn get_mut(&mut self) -> &mut C {
-        self.shared.get_mut()
+        self.shared.get_mut().get_mut()
     }
 }
 
@@ -360,16 +557,16 @@ fn take_read_ahead(read_ahead: &Cell<ReadAhead>, buf: &mut [u8]) -> Option<usize
     }
 }
 
-/// Waits for data (or the peer's FIN) by reading one byte ahead.
-async fn read_one_ahead<R: Read>(
+/// Waits for data (or the end of the stream) by reading one byte ahead with `read`.
+async fn read_one_ahead<E>(
     read_ahead: &Cell<ReadAhead>,
-    reader: &mut R,
-) -> Result<(), R::Error> {
+    read: impl AsyncFnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<(), E> {
     if read_ahead.get() != ReadAhead::Nothing {
         return Ok(());
     }
     let mut byte = [0u8; 1];
-    let ahead = match reader.read(&mut byte).await? {
+    let ahead = match read(&mut byte).await? {
         0 => ReadAhead::End,
         _ => ReadAhead::Byte(byte[0]),
     };
@@ -377,15 +574,23 @@ async fn read_one_ahead<R: Read>(
     Ok(())
 }
 
+/// A read of `conn` as edge-http should see it: the end of the stream once a layer
+/// ended the connection.
+async fn read_quietly<C: Connection>(conn: &mut C, buf: &mut [u8]) -> Result<usize, C::Error> {
+    let result = conn.read(buf).await;
+    quiet_read(conn, result)
+}
+
 impl<C: Connection> ErrorType for EdgeConnection<C> {
     type Error = C::Error;
 }
 
 impl<C: Connection> Read for EdgeConnection<C> {
+    /// Reads from the connection; the end of the stream once a layer ended it.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
         match take_read_ahead(&self.read_ahead, buf) {
             Some(n) => Ok(n),
-            None => self.shared.get_mut().read(buf).await,
+            None => read_quietly(self.shared.get_mut(), buf).await,
         }
     }
 }
@@ -401,7 +606,11 @@ impl<C: Connection> Write for EdgeConnection<C> {
 
 impl<C: Connection> Readable for EdgeConnection<C> {
     async fn readable(&mut self) -> Result<(), C::Error> {
-        read_one_ahead(&self.read_ahead, self.shared.get_mut()).await
+        let conn = self.shared.get_mut();
+        read_one_ahead(&self.read_ahead, async |byte: &mut [u8]| {
+            read_quietly(conn, byte).await
+        })
+        .await
     }
 }
 
@@ -440,18 +649,19 @@ impl<C: Connection> TcpShutdown for EdgeConnection<C> {
 
 /// The read half of a split [`EdgeConnection`].
 pub struct EdgeReadHalf<'s, C: Connection> {
-    half: ReadHalf<'s, C>,
+    half: ReadHalf<'s, StreamRouted<C>>,
     read_ahead: &'s Cell<ReadAhead>,
 }
 
 /// The write half of a split [`EdgeConnection`].
-pub struct EdgeWriteHalf<'s, C: Connection>(WriteHalf<'s, C>);
+pub struct EdgeWriteHalf<'s, C: Connection>(WriteHalf<'s, StreamRouted<C>>);
 
 impl<C: Connection> ErrorType for EdgeReadHalf<'_, C> {
     type Error = C::Error;
 }
 
 impl<C: Connection> Read for EdgeReadHalf<'_, C> {
+    /// Reads from the connection; the end of the stream once a layer ended it.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
         match take_read_ahead(self.read_ahead, buf) {
             Some(n) => Ok(n),
@@ -462,7 +672,11 @@ impl<C: Connection> Read for EdgeReadHalf<'_, C> {
 
 impl<C: Connection> Readable for EdgeReadHalf<'_, C> {
     async fn readable(&mut self) -> Result<(), C::Error> {
-        read_one_ahead(self.read_ahead, &mut self.half).await
+        let half = &mut self.half;
+        read_one_ahead(self.read_ahead, async |byte: &mut [u8]| {
+            half.read(byte).await
+        })
+        .await
     }
 }
 

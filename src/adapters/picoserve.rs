@@ -3,15 +3,58 @@
 //! picoserve's `Server::serve` takes a socket it can split into a read half and a write
 //! half (it reads for a disconnect while it writes an event stream), abort and shut
 //! down. [`PicoserveSocket`] gives it that over the layered connection, so the router
-//! and the server stay as they are:
+//! and the server stay as they are. One accept loop per socket, as embassy-net has no
+//! backlog; `tcp_layers::AcceptLoop` keeps it running through accept errors:
 //!
-//! ```ignore
-//! socket.accept(80).await?;
-//! let conn = layers.wrap(&mut socket);
-//! picoserve::Server::new(&app, &config, &mut http_buffer)
-//!     .serve(PicoserveSocket::new(conn))
-//!     .await?;
+//! ```no_run
+//! #![recursion_limit = "256"] // picoserve's router types need it in your crate
+//! # #[cfg(all(feature = "default-stack", feature = "embassy-net"))]
+//! # mod doc {
+//! use embassy_net::{Stack, tcp::TcpSocket};
+//! use picoserve::routing::{PathRouter, get};
+//! use picoserve::time::Duration;
+//! use picoserve::{Config, Router, Server, Timeouts};
+//! use tcp_layers::adapters::picoserve::PicoserveSocket;
+//! use tcp_layers::prelude::*;
+//!
+//! static COUNTERS: Counters = Counters::new();
+//! static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3);
+//! static STREAM_PATHS: [&str; 1] = ["/events"];
+//! // Longer than the reaper's deadlines (first byte 3 s, idle 5 s, head 4-8 s, stall
+//! // 5 s), so the reaper acts first: see "Which deadline acts first" below.
+//! static CONFIG: Config = Config::new(Timeouts {
+//!     start_read_request: Duration::from_secs(6),
+//!     persistent_start_read_request: Duration::from_secs(6),
+//!     read_request: Duration::from_secs(9),
+//!     write: Duration::from_secs(6),
+//! })
+//! .keep_connection_alive();
+//!
+//! pub fn app() -> Router<impl PathRouter> {
+//!     Router::new().route("/", get(|| async { "hello" }))
+//! }
+//!
+//! // One of these per socket (e.g. an `#[embassy_executor::task(pool_size = 8)]`).
+//! pub async fn http_worker(stack: Stack<'static>, app: &Router<impl PathRouter>) -> ! {
+//!     let (mut rx, mut tx, mut http_buffer) = ([0u8; 1536], [0u8; 4096], [0u8; 2048]);
+//!     let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+//!     let layers = default_stack(&COUNTERS, &BUDGET);
+//!     let mut accepts = AcceptLoop::default(); // backs off on accept errors, never exits
+//!     loop {
+//!         accepts.accept_socket(&mut socket, 80).await;
+//!         let conn = PicoserveSocket::new(layers.wrap(&mut socket)).with_stream_paths(&STREAM_PATHS);
+//!         // An error ended this connection only (the quiet layer logged and counted
+//!         // it): the loop goes on with the next one.
+//!         let _ = Server::new(app, &CONFIG, &mut http_buffer).serve(conn).await;
+//!     }
+//! }
+//! # }
+//! # fn main() {}
 //! ```
+//!
+//! picoserve's router and response types are deeply nested generics: a crate that
+//! serves through this adapter needs `#![recursion_limit = "256"]` at its root, or
+//! rustc stops with "queries overflow the depth limit!".
 //!
 //! Shutting down goes through [`Connection::end`], so the close discipline of the
 //! stack (the timewait layer's bounded linger, the quiet layer's record of the reason)
@@ -34,24 +77,56 @@
 //! [`Connection::set_class`] itself. [`PicoserveSocket::with_stream_paths`] does it for
 //! the paths it is given: the adapter follows the request line as picoserve reads it,
 //! asks for [`ConnectionClass::Stream`](tcp_layers_core::ConnectionClass::Stream) when
-//! the path is one of them, and when the stream budget is full answers `503 Service
-//! Unavailable` itself and closes, so the handler never runs.
+//! the path is one of them, and when the stream budget is full answers a short event
+//! stream that asks the browser to reconnect in 5 s (see
+//! [`with_stream_paths`](PicoserveSocket::with_stream_paths)) and closes, so the
+//! handler never runs.
 //!
-//! ```ignore
-//! static STREAM_PATHS: [&str; 1] = ["/events"];
-//! let socket = PicoserveSocket::new(layers.wrap(&mut socket)).with_stream_paths(&STREAM_PATHS);
-//! ```
+//! # Which deadline acts first
+//!
+//! picoserve 0.20 enforces its own [`Timeouts`]: `start_read_request` (default 5 s)
+//! and `persistent_start_read_request` (1 s) for the first byte of a request,
+//! `read_request` (3 s) for the rest of it, `write` (1 s) per write. The reaper of
+//! `default_stack` (`ReaperConfig::http()`) has first byte 3 s, idle 5 s, head 4 s
+//! (growing with the bytes received, at most 8 s) and stall 5 s. Whichever is shorter
+//! ends the connection. Give picoserve the longer ones (as in the
+//! example: 6 s, 6 s, 9 s, 6 s) so that the reaper acts first: it knows the request
+//! phase, answers an oversized head with 431, keeps a write going while the peer still
+//! takes data, and names the deadline in the close reason; and picoserve's 1 s
+//! keep-alive would close the connections of a dashboard that polls every 1-2 s.
+//!
+//! When a picoserve timeout fires first, picoserve drops the read or write it waits on
+//! and aborts the connection. The adapter sees which was pending and ends the
+//! connection with the reaped reason that matches, so the quiet layer logs a deadline
+//! at debug, as the reaper's own, instead of a local error at warn:
+//!
+//! | picoserve gave up on | close reason |
+//! |---|---|
+//! | a write or flush (`write`) | `Reaped(Stall)` |
+//! | a read, no byte of the connection's first request yet | `Reaped(FirstByte)` |
+//! | a read, no byte of a later request yet | `Reaped(Idle)` |
+//! | a read after bytes of the request (`read_request`: its head, or its body) | `Reaped(Head)` |
+//!
+//! A reason a layer decided comes first, and an abort that follows a failed read or
+//! write, or with nothing pending (a handler's error), keeps the reason read from the
+//! TCP state: `LocalError` for a connection still established, a genuine local fault.
+//! picoserve ends a keep-alive connection whose next request does not start in time
+//! with an orderly shutdown, not an abort: that is a `LocalClose`.
+//!
+//! A read of a connection that a layer already ended (a deadline, an eviction, a
+//! refusal) returns the end of the stream, see [the adapters](super): picoserve then
+//! ends the connection without an error.
 use core::cell::Cell;
 
 use picoserve::io::{ErrorType, Read, Socket};
 use picoserve::mem::BorrowedCursor;
 use picoserve::time::Timer;
 use picoserve::{EmbassyRuntime, Timeouts};
-use tcp_layers_core::{Connection, Write as _};
+use tcp_layers_core::{CloseReason, Connection, Deadline, Write as _};
 
 use super::split::{ReadHalf, Shared, WriteHalf};
 use super::stream_routes::StreamRouted;
-use super::{Ending, end_reason};
+use super::{Ending, end_reason, quiet_read};
 
 /// Bytes picoserve may format in one go into [`Write::write_with`](picoserve::io::Write):
 /// a status line or one header line. A longer line still comes out right (picoserve
@@ -78,12 +153,78 @@ pub enum FlushMode {
     Acknowledged,
 }
 
+/// Where the current request/response exchange stands, as picoserve's reads and writes
+/// show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exchange {
+    /// No byte read yet on this connection.
+    Fresh,
+    /// Bytes of the current request were read, no response byte written since.
+    Request,
+    /// A response was written; the next bytes read start the next request.
+    Responded,
+}
+
+/// What the two halves record for the socket as a whole.
+struct IoState {
+    /// Bytes were written since the last flush that waited for the acknowledgement.
+    unacknowledged: Cell<bool>,
+    exchange: Cell<Exchange>,
+    /// Set when a read starts and cleared when it returns: still set after picoserve
+    /// dropped a read unfinished (its timeout fired).
+    reading: Cell<bool>,
+    /// The same for writes and flushes.
+    writing: Cell<bool>,
+    /// A read or write returned an error to picoserve: an abort that follows answers
+    /// that error, not a timeout.
+    failed: Cell<bool>,
+}
+
+impl IoState {
+    const fn new() -> Self {
+        Self {
+            unacknowledged: Cell::new(false),
+            exchange: Cell::new(Exchange::Fresh),
+            reading: Cell::new(false),
+            writing: Cell::new(false),
+            failed: Cell::new(false),
+        }
+    }
+
+    /// The deadline picoserve enforced, when its abort follows a read or write it
+    /// dropped unfinished (see the [module docs](self)).
+    fn timed_out(&self) -> Option<CloseReason> {
+        if self.failed.get() {
+            return None;
+        }
+        let deadline = if self.writing.get() {
+            Deadline::Stall
+        } else if self.reading.get() {
+            match self.exchange.get() {
+                Exchange::Fresh => Deadline::FirstByte,
+                Exchange::Responded => Deadline::Idle,
+                Exchange::Request => Deadline::Head,
+            }
+        } else {
+            return None;
+        };
+        Some(CloseReason::Reaped(deadline))
+    }
+
+    /// Records the end of a write-like call.
+    fn wrote<T, E>(&self, result: &Result<T, E>) {
+        self.writing.set(false);
+        if result.is_err() {
+            self.failed.set(true);
+        }
+    }
+}
+
 /// A layered connection as a picoserve socket. See the [module docs](self).
 pub struct PicoserveSocket<C: Connection> {
     shared: Shared<StreamRouted<C>>,
     flush: FlushMode,
-    /// Bytes were written since the last flush that waited for the acknowledgement.
-    unacknowledged: Cell<bool>,
+    io: IoState,
 }
 
 impl<C: Connection> PicoserveSocket<C> {
@@ -98,17 +239,18 @@ impl<C: Connection> PicoserveSocket<C> {
         Self {
             shared: Shared::new(StreamRouted::new(conn, &[])),
             flush,
-            unacknowledged: Cell::new(false),
+            io: IoState::new(),
         }
     }
 
     /// Requests for these paths are streams (SSE, WebSocket, long poll): the adapter
     /// calls [`Connection::set_class`] with `Stream` once it has read such a request's
     /// path, before picoserve routes it. When the budget refuses (its stream cap is
-    /// reached), the client gets `503 Service Unavailable` (`Retry-After: 5`,
-    /// `Connection: close`) and a FIN, and the handler is not run. A browser's
-    /// `EventSource` does not retry after a 503 by itself: a page that should keep
-    /// trying reopens it from its `error` handler.
+    /// reached), the handler is not run: the client gets `200 OK`, `Content-Type:
+    /// text/event-stream`, `Connection: close` and the body `retry: 5000`, then a FIN.
+    /// A browser's `EventSource` reconnects 5 s after such a stream ends (the HTML
+    /// standard's reconnection time), where a non-200 answer (503) makes it give up for
+    /// good; a stream slot frees when another viewer leaves.
     ///
     /// A path matches the request path exactly, without its query (`"/events"` matches
     /// `/events?since=9`); a path ending in `/` also matches every path below it
@@ -120,12 +262,16 @@ impl<C: Connection> PicoserveSocket<C> {
         self
     }
 
-    /// The connection, for what picoserve does not do (reading the close reason).
+    /// The connection, for code that uses it before handing the socket to picoserve
+    /// (its peer's address, a class of its own). `Server::serve` takes the socket by
+    /// value and keeps it to the end: how a connection ended is counted and logged by
+    /// the quiet layer, not read here.
     pub fn get_mut(&mut self) -> &mut C {
         self.shared.get_mut().get_mut()
     }
 
-    /// Gives the connection back.
+    /// Gives the connection back, for code that does not hand the socket to
+    /// `Server::serve` (which consumes it).
     pub fn into_inner(self) -> C {
         self.shared.into_inner().into_inner()
     }
@@ -135,7 +281,7 @@ impl<C: Connection> PicoserveSocket<C> {
 /// follows a write first waits until the peer has acknowledged what was written.
 pub struct PicoserveReader<'s, C: Connection> {
     half: ReadHalf<'s, StreamRouted<C>>,
-    unacknowledged: &'s Cell<bool>,
+    io: &'s IoState,
 }
 
 /// picoserve's write half: writes go straight to the connection; picoserve's
@@ -143,7 +289,7 @@ pub struct PicoserveReader<'s, C: Connection> {
 pub struct PicoserveWriter<'s, C: Connection> {
     half: WriteHalf<'s, StreamRouted<C>>,
     flush: FlushMode,
-    unacknowledged: &'s Cell<bool>,
+    io: &'s IoState,
 }
 
 impl<C: Connection> ErrorType for PicoserveReader<'_, C> {
@@ -151,20 +297,32 @@ impl<C: Connection> ErrorType for PicoserveReader<'_, C> {
 }
 
 impl<C: Connection> Read for PicoserveReader<'_, C> {
+    /// Reads from the connection; the end of the stream once a layer ended it (see the
+    /// [adapters](super)).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
-        let unacknowledged = self.unacknowledged;
-        self.half
+        let io = self.io;
+        io.reading.set(true);
+        let result = self
+            .half
             .run(async |conn: &mut StreamRouted<C>| {
-                if unacknowledged.get() {
+                if io.unacknowledged.get() {
                     // Cancel-safe: dropped when the write half needs the connection,
                     // done again afterwards. A failed flush leaves the verdict to the
                     // read, which sees the same connection.
                     let _ = conn.flush().await;
-                    unacknowledged.set(false);
+                    io.unacknowledged.set(false);
                 }
-                conn.read(buf).await
+                let result = conn.read(buf).await;
+                quiet_read(conn, result)
             })
-            .await
+            .await;
+        io.reading.set(false);
+        match result {
+            Ok(0) => {}
+            Ok(_) => io.exchange.set(Exchange::Request),
+            Err(_) => io.failed.set(true),
+        }
+        result
     }
 }
 
@@ -172,19 +330,34 @@ impl<C: Connection> ErrorType for PicoserveWriter<'_, C> {
     type Error = C::Error;
 }
 
+impl<C: Connection> PicoserveWriter<'_, C> {
+    /// Notes that a write starts: a response is under way.
+    fn writing(&self) {
+        self.io.writing.set(true);
+        self.io.unacknowledged.set(true);
+        self.io.exchange.set(Exchange::Responded);
+    }
+}
+
 impl<C: Connection> picoserve::io::BaseWrite for PicoserveWriter<'_, C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
-        self.unacknowledged.set(true);
-        picoserve::io::BaseWrite::write(&mut self.half, buf).await
+        self.writing();
+        let result = picoserve::io::BaseWrite::write(&mut self.half, buf).await;
+        self.io.wrote(&result);
+        result
     }
 
     async fn flush(&mut self) -> Result<(), C::Error> {
         match self.flush {
             FlushMode::Queued => Ok(()),
             FlushMode::Acknowledged => {
-                picoserve::io::BaseWrite::flush(&mut self.half).await?;
-                self.unacknowledged.set(false);
-                Ok(())
+                self.io.writing.set(true);
+                let result = picoserve::io::BaseWrite::flush(&mut self.half).await;
+                self.io.wrote(&result);
+                if result.is_ok() {
+                    self.io.unacknowledged.set(false);
+                }
+                result
             }
         }
     }
@@ -199,11 +372,13 @@ impl<C: Connection> picoserve::io::Write for PicoserveWriter<'_, C> {
         let mut buffer = picoserve::mem::BorrowedBuffer::new(&mut bytes);
         let output = f(buffer.unfilled());
         let filled = buffer.filled();
-        self.unacknowledged.set(true);
-        self.half
+        self.writing();
+        let result = self
+            .half
             .with_conn(async |conn: &mut StreamRouted<C>| conn.write_all(filled).await)
-            .await
-            .map(|()| output)
+            .await;
+        self.io.wrote(&result);
+        result.map(|()| output)
     }
 }
 
@@ -226,25 +401,32 @@ where
         let (read, write) = self.shared.halves();
         let reader = PicoserveReader {
             half: read,
-            unacknowledged: &self.unacknowledged,
+            io: &self.io,
         };
         let writer = PicoserveWriter {
             half: write,
             flush: self.flush,
-            unacknowledged: &self.unacknowledged,
+            io: &self.io,
         };
         (reader, writer)
     }
 
     /// Ends the connection with an RST (unless a layer knows the connection ended in
-    /// order), bounded by picoserve's write timeout.
+    /// order), bounded by picoserve's write timeout. The reason: a layer's, else the
+    /// deadline picoserve enforced if it dropped a read or write to abort (see the
+    /// [module docs](self)), else one read from the TCP state.
     async fn abort<T: Timer<EmbassyRuntime>>(
         mut self,
         timeouts: &Timeouts,
         timer: &T,
     ) -> Result<(), picoserve::Error<C::Error>> {
+        let timed_out = self.io.timed_out();
         let conn = self.shared.get_mut();
-        let reason = end_reason(conn, Ending::Abort);
+        let reason = match (conn.close_reason(), timed_out) {
+            (Some(known), _) => known,
+            (None, Some(deadline)) => deadline,
+            (None, None) => end_reason(conn, Ending::Abort),
+        };
         timer
             .run_with_timeout(timeouts.write, conn.end(reason))
             .await

@@ -19,6 +19,8 @@ use core::task::{Poll, Waker};
 use embassy_futures::select::{Either, select};
 use tcp_layers_core::{Connection, ErrorType, Read, Write};
 
+use super::quiet_read;
+
 /// A connection and the turn-taking state of its two halves.
 pub(crate) struct Shared<C> {
     conn: RefCell<C>,
@@ -171,8 +173,14 @@ impl<C: Connection> ReadHalf<'_, C> {
 }
 
 impl<C: Connection> Read for ReadHalf<'_, C> {
+    /// Reads from the connection; the end of the stream once a layer ended it (see the
+    /// [adapters](super)).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
-        self.run(async |conn: &mut C| conn.read(buf).await).await
+        self.run(async |conn: &mut C| {
+            let result = conn.read(buf).await;
+            quiet_read(conn, result)
+        })
+        .await
     }
 }
 

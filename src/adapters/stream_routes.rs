@@ -2,33 +2,37 @@
 //! for [`ConnectionClass::Stream`] before the server sees the request.
 //!
 //! A budget layer caps streams (SSE, WebSocket) separately from page loads, but only a
-//! connection that calls [`Connection::set_class`] counts as a stream, and a picoserve
-//! handler cannot reach the connection. Left as a request, an event stream looks like
-//! an idle keep-alive connection between two events: it may be evicted for the next
-//! page load or reaped as idle, and the stream cap never applies. [`StreamRouted`]
-//! follows the request line as the server reads it and, once the path is known and
-//! matches, calls `set_class(Stream)` itself.
+//! connection that calls [`Connection::set_class`] counts as a stream, and neither a
+//! picoserve nor an edge-http handler can reach the connection. Left as a request, an
+//! event stream looks like an idle keep-alive connection between two events: it may be
+//! evicted for the next page load or reaped as idle, and the stream cap never applies.
+//! [`StreamRouted`] follows the request line as the server reads it and, once the path
+//! is known and matches, calls `set_class(Stream)` itself.
 //!
-//! When the stream budget is full it answers [`REPLY_503`] itself and ends the request:
-//! the server's read returns `Ok(0)` (the end of the connection, as far as the server
-//! knows), later writes fail, and [`Connection::end`] closes with a FIN so the 503 is
-//! delivered. The request is never served as a stream.
+//! When the stream budget is full it answers [`REPLY_RETRY`] itself and ends the
+//! request: the server's read returns `Ok(0)` (the end of the connection, as far as the
+//! server knows), later writes fail, and [`Connection::end`] closes with a FIN so the
+//! answer is delivered. The request is never served as a stream.
 use tcp_layers_core::{
     CloseReason, Connection, ConnectionClass, ErrorType, Read, Write, delegate_connection,
 };
 
-/// The answer to a stream request that the stream budget refuses: `503 Service
-/// Unavailable`, empty, closing. `Retry-After: 5` asks a client that retries by itself
-/// to wait a few seconds: a stream slot frees when another viewer leaves, which takes a
-/// person seconds, not milliseconds.
+/// The answer to a stream request that the stream budget refuses: an event stream that
+/// only sets the reconnection time to 5 s, then ends (`Connection: close`, no length:
+/// the FIN ends the body).
 ///
-/// A browser's `EventSource` does not reconnect after a non-200 answer by itself; a
-/// page that wants to keep trying reopens it from its `error` handler.
-pub(crate) const REPLY_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Retry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// A browser's `EventSource` treats a non-200 answer (503 included) or a wrong
+/// `Content-Type` as fatal and never reconnects by itself; a `200 text/event-stream`
+/// that closes is a stream that ended, after which the HTML standard has it reconnect
+/// once the reconnection time (`retry:`) has passed. 5 s because a stream slot frees
+/// when another viewer leaves, which takes a person seconds, not milliseconds.
+/// `Cache-Control: no-store` keeps a cache from replaying the refusal.
+pub(crate) const REPLY_RETRY: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n\
+retry: 5000\n\n";
 
-// The progress of the 503 is kept in a byte.
-const _: () = assert!(REPLY_503.len() < u8::MAX as usize);
+// The progress of the answer is kept in a byte.
+const _: () = assert!(REPLY_RETRY.len() < u8::MAX as usize);
 
 /// The longest request method looked at (`OPTIONS` is 7 bytes); a longer first word is
 /// not HTTP, and the request is left alone.
@@ -48,7 +52,7 @@ enum Phase {
     Responding,
     /// A stream: nothing more to watch.
     Stream,
-    /// Asked for a stream and the budget said no: the first `sent` bytes of the 503
+    /// Asked for a stream and the budget said no: the first `sent` bytes of the answer
     /// are written (all of it, or the peer would not take them).
     Refused { sent: u8 },
 }
@@ -203,17 +207,20 @@ impl<C: Connection> Read for StreamRouted<C> {
 }
 
 impl<C: Connection> StreamRouted<C> {
-    /// Writes what is left of the 503. Cancel-safe: the progress is kept after every
+    /// Writes what is left of the refusal. Cancel-safe: the progress is kept after every
     /// write, so a dropped read (picoserve's request timeout) leaves the rest for the
     /// next read or for `end`.
     async fn send_refusal(&mut self) {
         while let Phase::Refused { sent } = self.phase {
-            let Some(rest) = REPLY_503.get(usize::from(sent)..).filter(|r| !r.is_empty()) else {
+            let Some(rest) = REPLY_RETRY
+                .get(usize::from(sent)..)
+                .filter(|r| !r.is_empty())
+            else {
                 return;
             };
             let sent = match self.inner.write(rest).await {
                 // Written, or never will be: either way nothing is left to send.
-                Ok(0) | Err(_) => REPLY_503.len(),
+                Ok(0) | Err(_) => REPLY_RETRY.len(),
                 Ok(n) => usize::from(sent) + n,
             };
             self.phase = Phase::Refused {
@@ -246,8 +253,8 @@ impl<C: Connection> Connection for StreamRouted<C> {
     delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
         send_queue, recv_queue, ended_error, close_reason, set_class);
 
-    /// After a refusal the 503 is a complete response: the end is orderly (a FIN, so
-    /// the client reads it), whatever the server guessed from its failed write.
+    /// After a refusal its answer is a complete response: the end is orderly (a FIN,
+    /// so the client reads it), whatever the server guessed from its failed write.
     async fn end(&mut self, reason: CloseReason) {
         let reason = match self.phase {
             Phase::Refused { .. } => {

@@ -34,10 +34,14 @@
 //!
 //! When a deadline passes the connection is ended with
 //! `inner.end(CloseReason::Reaped(which))` (the timewait layer below supplies the
-//! close discipline if present; the default of [`Connection::end`] resets), the read or
-//! write that was waiting returns `Err(inner.ended_error(..))`, and
-//! [`Connection::close_reason`] answers `Reaped(which)`. A head that grows past
-//! `max_head` is answered with `431` first (see [`Oversize`]).
+//! close discipline if present; the default of [`Connection::end`] resets) and
+//! [`Connection::close_reason`] answers `Reaped(which)`. A read that was waiting, and
+//! every later read, returns `Ok(0)`: the end of the stream, which a server takes for
+//! the peer's close and ends quietly, where an error is reported as a fault (picoserve
+//! returns `Read(ConnectionReset)`, edge-http logs every I/O error at WARN); the close
+//! reason tells the two ends apart. A write that was waiting, and every later write,
+//! returns `Err(inner.ended_error(..))`: the response did not go out. A head that grows
+//! past `max_head` is answered with `431` first (see [`Oversize`]).
 //!
 //! Deadlines cost little while data flows: a call that completes at its first poll
 //! reads no clock and arms no timer; the clock is read when a phase starts (twice per
@@ -56,7 +60,7 @@
 //! static REAPER: ReaperConfig = ReaperConfig::http().with_idle(Duration::from_secs(2));
 //!
 //! let mut conn = Reaper::new(&REAPER).layer(&mut socket);
-//! // ... serve: a read that waited too long returns Err, and then
+//! // ... serve: a read that waited too long returns Ok(0) (the end of the stream), then
 //! if conn.close_reason() == Some(CloseReason::Reaped(Deadline::Idle)) { /* quiet */ }
 //! ```
 #![no_std]
@@ -636,12 +640,24 @@ impl<C: Connection> ReaperConnection<C> {
         }
     }
 
-    /// The error for a call on a connection the reaper already ended; writes still pass
+    /// The error for a write on a connection the reaper already ended; writes still pass
     /// while the server answers an oversized head itself.
-    fn refusal(&self, writing: bool) -> Option<C::Error> {
+    fn refusal(&self) -> Option<C::Error> {
         let which = self.reaped?;
-        let answering = writing && which == Deadline::HeadTooLarge && self.phase != Phase::Ended;
+        let answering = which == Deadline::HeadTooLarge && self.phase != Phase::Ended;
         (!answering).then(|| self.inner.ended_error(CloseReason::Reaped(which)))
+    }
+
+    /// What a read returns once a deadline passed: the end of the stream, except while
+    /// an oversized head waits for the server's own answer ([`Oversize::LeaveToServer`]):
+    /// then the error, the server's cue to answer rather than a peer's close.
+    fn read_after_reap(&self) -> Result<usize, C::Error> {
+        match self.reaped {
+            Some(which @ Deadline::HeadTooLarge) if self.phase != Phase::Ended => {
+                Err(self.inner.ended_error(CloseReason::Reaped(which)))
+            }
+            _ => Ok(0),
+        }
     }
 }
 
@@ -650,9 +666,11 @@ impl<C: Connection> ErrorType for ReaperConnection<C> {
 }
 
 impl<C: Connection> Read for ReaperConnection<C> {
+    /// Reads under the deadline of the phase. Once a deadline passed: `Ok(0)`, see the
+    /// [crate docs](crate).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        if let Some(err) = self.refusal(false) {
-            return Err(err);
+        if self.reaped.is_some() {
+            return self.read_after_reap();
         }
         // An empty read returns at once and changes no phase: no deadline.
         let (which, budget) = if buf.is_empty() {
@@ -678,13 +696,14 @@ impl<C: Connection> Read for ReaperConnection<C> {
             Some(result) => return result,
             None => which,
         };
-        Err(self.reap(which).await)
+        self.reap(which).await;
+        self.read_after_reap()
     }
 }
 
 impl<C: Connection> Write for ReaperConnection<C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        if let Some(err) = self.refusal(true) {
+        if let Some(err) = self.refusal() {
             return Err(err);
         }
         if matches!(
@@ -708,7 +727,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
     /// than `stall` goes on as long as the stack's send queue shrank in that time (a
     /// slow but live reader), and ends the connection when it did not.
     async fn flush(&mut self) -> Result<(), Self::Error> {
-        if let Some(err) = self.refusal(true) {
+        if let Some(err) = self.refusal() {
             return Err(err);
         }
         let stall = Budget::FromNow {

@@ -154,11 +154,15 @@ fn elapsed() -> Duration {
     Instant::now() - Instant::from_ticks(0)
 }
 
-/// Reads until an error; returns the bytes read and when the error came.
-async fn read_until_error(conn: &mut ReaperConnection<Mock>) -> (usize, Duration) {
+/// Reads until the end of the stream or an error; returns the bytes read and when the
+/// reads ended. (The mock's peer never closes: an end comes from the reaper.)
+async fn read_to_end(conn: &mut ReaperConnection<Mock>) -> (usize, Duration) {
     let mut buf = [0u8; 512];
     let mut total = 0;
     while let Ok(n) = conn.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
         total += n;
     }
     (total, elapsed())
@@ -185,13 +189,16 @@ fn phases_follow_the_reads_and_writes() {
         conn.write_all(b"ok").await.unwrap();
         conn.flush().await.unwrap();
         let idle_from = elapsed();
-        let err = conn.read(&mut buf).await.unwrap_err();
+        let end = conn.read(&mut buf).await;
         println!(
-            "after the response the read ended at {} ms (idle since {} ms)",
+            "after the response the read ended at {} ms (idle since {} ms): {end:?}",
             elapsed().as_millis(),
             idle_from.as_millis()
         );
-        assert_eq!(err, ErrorKind::ConnectionReset);
+        // The end of the stream, as after the peer's FIN: a server ends the connection
+        // quietly; the close reason below says it was the deadline.
+        assert_eq!(end, Ok(0));
+        assert_eq!(conn.read(&mut buf).await, Ok(0), "and every later read");
         assert_eq!(elapsed() - idle_from, HTTP.idle());
         assert_eq!(conn.phase(), Phase::Ended);
         assert_eq!(
@@ -212,7 +219,7 @@ fn first_byte_deadline_is_exact_and_survives_a_cancelled_read() {
             Either::First(r) => panic!("read returned {r:?}"),
             Either::Second(()) => {}
         }
-        let (_, at) = read_until_error(&mut conn).await;
+        let (_, at) = read_to_end(&mut conn).await;
         println!("silent connection ended at {} ms", at.as_millis());
         assert_eq!(at, HTTP.first_byte());
         assert_eq!(
@@ -230,7 +237,7 @@ fn head_deadline_grows_with_the_bytes_received_up_to_its_cap() {
         let at = run(async move {
             let mock = Mock::new().arrive(0, &vec![b'h'; head_bytes]);
             let mut conn = wrap(mock, &HTTP);
-            let (read, at) = read_until_error(&mut conn).await;
+            let (read, at) = read_to_end(&mut conn).await;
             assert_eq!(read, head_bytes);
             assert_eq!(
                 conn.close_reason(),
@@ -261,27 +268,32 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
         let too_large = CloseReason::Reaped(Deadline::HeadTooLarge);
 
         let mut conn = wrap(Mock::new().arrive(0, &long), &REPLY);
-        assert_eq!(read_until_error(&mut conn).await.0, 0);
+        assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert_eq!(conn.close_reason(), Some(too_large));
         assert_eq!(conn.get_ref().written, REPLY_431);
         assert_eq!(conn.get_ref().ends, [too_large]);
 
         let mut conn = wrap(Mock::new().arrive(0, &long), &RESET);
-        assert_eq!(read_until_error(&mut conn).await.0, 0);
+        assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert!(conn.get_ref().written.is_empty());
         assert_eq!(conn.get_ref().ends, [too_large]);
 
         let mut conn = wrap(Mock::new().arrive(0, &long), &SERVER_ANSWERS);
-        assert_eq!(read_until_error(&mut conn).await.0, 0);
+        assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert_eq!(conn.close_reason(), Some(too_large));
         assert_eq!(conn.reaped(), Some(Deadline::HeadTooLarge));
         assert!(conn.get_ref().ends.is_empty(), "left open for the server");
         conn.write_all(b"HTTP/1.1 431 Too Large\r\n\r\n")
             .await
             .unwrap();
+        assert!(
+            conn.read(&mut [0u8; 4]).await.is_err(),
+            "until the server answered, reads fail: its cue, not a peer's close"
+        );
         conn.end(CloseReason::LocalClose).await;
         assert_eq!(conn.get_ref().ends, [too_large]);
-        assert!(conn.read(&mut [0u8; 4]).await.is_err());
+        // Ended: reads give the end of the stream, writes fail.
+        assert_eq!(conn.read(&mut [0u8; 4]).await, Ok(0));
         assert!(conn.write(b"x").await.is_err());
 
         // Exactly max_head is a head.
@@ -431,7 +443,7 @@ fn raw_mode_bounds_each_read_by_idle_and_never_scans_for_a_head() {
         let mut conn = wrap(mock, &RAW);
         assert_eq!(conn.config().protocol(), Protocol::Raw);
         assert_eq!(conn.phase(), Phase::Raw);
-        let (read, at) = read_until_error(&mut conn).await;
+        let (read, at) = read_to_end(&mut conn).await;
         println!(
             "raw mode: {read} bytes read, ended at {} ms",
             at.as_millis()
@@ -482,7 +494,9 @@ fn end_runs_once_and_a_cancelled_reap_is_finished_by_end() {
         let first_byte = CloseReason::Reaped(Deadline::FirstByte);
         assert_eq!(conn.close_reason(), Some(first_byte));
         assert!(conn.get_ref().ends.is_empty(), "the end was cut short");
-        assert!(conn.read(&mut buf).await.is_err());
+        // The deadline decided the end: reads give the end of the stream (the server
+        // then ends the connection, which finishes the cut-short end).
+        assert_eq!(conn.read(&mut buf).await, Ok(0));
         // The server's own end finishes it, with the deadline's reason.
         conn.end(CloseReason::PeerReset).await;
         assert_eq!(conn.get_ref().ends, [first_byte]);

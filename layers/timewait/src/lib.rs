@@ -8,18 +8,41 @@
 //! [`TimeWait`] wraps a connection so that [`Connection::end`] closes with a bounded
 //! linger:
 //!
-//! 1. for an orderly reason ([`CloseReason::is_orderly`]): the orderly end of the layers
-//!    below (on a socket: FIN, then a flush that returns once the peer acknowledged
-//!    every byte and the FIN), then read and discard what the peer still sends until
-//!    its own FIN, all within the linger (default 2 s, see [`TimeWait::DEFAULT_LINGER`]);
-//! 2. then, and for any other reason at once: RST and flush, so the socket is free
-//!    (`Closed`) when `end` returns, instead of sitting in TIME_WAIT or FIN_WAIT.
+//! 1. for an orderly reason ([`CloseReason::is_orderly`]), all within the linger
+//!    (default 2 s, see [`TimeWait::DEFAULT_LINGER`]): a flush until the peer has
+//!    acknowledged every byte written, while what the peer still sends is read and
+//!    discarded; then the orderly end of the layers below (on a socket: FIN, then a
+//!    flush that returns once the FIN is acknowledged);
+//! 2. then, as soon as the peer has acknowledged everything, FIN included (on
+//!    embassy-net: FIN_WAIT_2, CLOSING or TIME_WAIT with an empty send queue), and for
+//!    any other reason at once: RST and flush, so the socket is free (`Closed`) when
+//!    `end` returns, instead of sitting in TIME_WAIT or FIN_WAIT.
 //!
-//! The RST leaves once the peer acknowledged everything and closed its side (so its
-//! application has read the response), or when the linger expires. Only then can it
-//! cost bytes: those still unacknowledged after the whole linger, which takes a peer
-//! that vanished, or a link slower than the transmit buffer per linger (8 KiB in 2 s:
-//! 32 kbit/s). A peer that acknowledged everything but never closes loses nothing.
+//! An idle keep-alive connection that the server ends (an eviction, a `LocalClose`)
+//! therefore gives its socket back one round trip after the FIN, although browsers do
+//! not answer the FIN of an idle socket with their own for seconds. The linger is only
+//! spent while bytes of ours are unacknowledged: a slow reader still taking the end of
+//! a response, a lossy link retransmitting it, a peer that vanished. Only bytes still
+//! unacknowledged after the whole linger are lost, which takes a peer that vanished or
+//! a link slower than the transmit buffer per linger (8 KiB in 2 s: 32 kbit/s).
+//!
+//! The peer's data is discarded during the wait because a client that is still sending
+//! (a request body the server did not read, a pipelined request) may read the response
+//! only once its own send completes: unread, its bytes would fill the socket's receive
+//! buffer and the wait would last the whole linger. The end of the layers below, which
+//! sends the FIN and waits for its acknowledgement, holds the connection while it runs,
+//! so the discarding happens before it. The cost: with bytes unacknowledged when `end`
+//! starts, the FIN leaves once they are acknowledged instead of riding with them, one
+//! round trip later.
+//!
+//! After the acknowledgement the RST no longer waits for the peer's FIN: the peer's
+//! stack holds the whole response (Linux and smoltcp still hand received bytes to the
+//! application after an RST; a stack that drops them, as Windows can, costs a peer that
+//! had not read the response yet, the price of not waiting seconds for a browser's
+//! FIN).
+//!
+//! A stack that does not report its send queue (the tokio adapter) gives no proof of
+//! the acknowledgement: there the RST waits for the peer's FIN, or the linger.
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Layer};
@@ -37,12 +60,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
 use core::pin::{Pin, pin};
-use core::task::Poll;
+use core::task::{Context, Poll};
 
 use embassy_time::{Duration, Instant, Timer};
-use tcp_layers_core::{CloseReason, Connection, Layer, emit_log};
+use tcp_layers_core::{CloseReason, Connection, Layer, TcpState, emit_log};
 
 mod sweep;
 pub use sweep::{Sweeper, Verdict};
@@ -58,11 +81,12 @@ impl TimeWait {
     /// The default linger: 2 s.
     ///
     /// nginx lingers 5 s (`lingering_timeout`) on a server with thousands of sockets; a
-    /// device has 4 to 8, so the bound is shorter. It still covers a live peer with room
-    /// to spare: the FIN is acknowledged within one round trip (20 ms on a good WiFi
-    /// link, a few hundred ms on a bad one), a browser closes its side as soon as it
-    /// reads the FIN, and one lost final segment or FIN is retransmitted after smoltcp's
-    /// minimum retransmission timeout of 1 s and still acknowledged in time.
+    /// device has 4 to 8, so the bound is shorter. It is spent only while bytes of ours
+    /// are unacknowledged, and still covers a live peer with room to spare: the last
+    /// segments and the FIN are acknowledged within one round trip (20 ms on a good WiFi
+    /// link, a few hundred ms on a bad one), and one lost final segment or FIN is
+    /// retransmitted after smoltcp's minimum retransmission timeout of 1 s and still
+    /// acknowledged in time.
     pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
 
     /// The layer with the default linger ([`TimeWait::DEFAULT_LINGER`], 2 s).
@@ -141,11 +165,92 @@ pub struct TimeWaitConnection<C: Connection> {
 /// How the linger of an orderly close finished (for the log line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LingerEnd {
-    /// The peer acknowledged everything and closed its side (or the stack ended the
-    /// connection on its own, e.g. the peer's RST).
+    /// The peer acknowledged every byte and our FIN.
+    Acknowledged,
+    /// The peer closed its side, or the stack ended the connection on its own (the
+    /// peer's RST): what a stack that does not report its send queue waits for.
     PeerDone,
     /// The linger expired first.
     Expired,
+}
+
+/// Reads at most this many times per poll while discarding the peer's data, then lets
+/// the other tasks run: 16 reads of 64 bytes cover a 1 KiB burst per turn.
+const DISCARD_READS_PER_POLL: u8 = 16;
+
+/// Flushes `conn` while reading and discarding what the peer sends, until the flush
+/// returns (on embassy-net: the peer acknowledged every byte written) or the connection
+/// ends (the peer's RST).
+///
+/// A connection's `read` and `flush` both borrow it mutably, so the two cannot be
+/// pending at once. Each poll creates a fresh flush and, while it is pending, fresh
+/// reads, polls them and drops them: every read and flush of embassy-net and of the
+/// layers of this project is cancel-safe (no byte is lost, the progress is kept in the
+/// connection), and the wakers they registered stay with the socket, so the task is
+/// woken by the peer's next ACK or data. A read or flush below that always waits one
+/// poll before it finishes (an `embassy_time::Timer` does, even when already expired)
+/// is never seen to finish here: then the linger bounds the wait.
+struct FlushDiscarding<'c, C> {
+    conn: &'c mut C,
+    /// The peer's FIN was read: its later reads return 0 at once.
+    peer_closed: bool,
+}
+
+impl<C: Connection> Future for FlushDiscarding<'_, C> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if pin!(this.conn.flush()).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let mut discard = [0u8; 64];
+        for _ in 0..DISCARD_READS_PER_POLL {
+            if this.peer_closed {
+                return Poll::Pending;
+            }
+            match pin!(this.conn.read(&mut discard)).poll(cx) {
+                Poll::Ready(Ok(0)) => this.peer_closed = true,
+                Poll::Ready(Ok(_)) => {}
+                // The connection is gone: nothing waits for an acknowledgement any more.
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Runs `fut` until `deadline` (`None`: without a limit); `None` when the deadline
+/// came first.
+async fn before<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let mut timer = deadline.map(Timer::at);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        match &mut timer {
+            Some(timer) => Pin::new(timer).poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// True when the peer has acknowledged every byte we wrote and our FIN, or the
+/// connection is gone: on embassy-net, FIN_WAIT_2 or TIME_WAIT (or CLOSING: the peer's
+/// FIN crossed ours, it sends no more) with an empty send queue. False where the stack
+/// does not report its send queue.
+fn acknowledged<C: Connection>(conn: &C) -> bool {
+    let state = conn.state();
+    conn.send_queue() == Some(0)
+        && (state.is_free()
+            || matches!(
+                state,
+                TcpState::FinWait2 | TcpState::Closing | TcpState::TimeWait
+            ))
 }
 
 impl<C: Connection> TimeWaitConnection<C> {
@@ -163,41 +268,6 @@ impl<C: Connection> TimeWaitConnection<C> {
     /// The linger this connection applies.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms as u64)
-    }
-
-    /// The end of the layers below; with a `linger`, then the peer's side read to its
-    /// FIN and discarded, all within the linger. Without one (after an abort) the end
-    /// of the layers below only sends the RST and runs unbounded. One function for both
-    /// ways, so the firmware holds one copy of the inner `end`.
-    async fn end_below(&mut self, reason: CloseReason, linger: Option<Duration>) -> LingerEnd {
-        let mut timer = linger.map(Timer::after);
-        let inner = &mut self.inner;
-        let peer_done = async move {
-            // The layers below finish their part first: one that holds bytes back (a
-            // coalescing buffer) writes them before the FIN.
-            inner.end(reason).await;
-            // An RST that reaches the peer before its application read the response can
-            // cost it the response on some stacks: wait until the peer closes too.
-            let mut discard = [0u8; 64];
-            while linger.is_some()
-                && let Ok(n) = inner.read(&mut discard).await
-            {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        let mut peer_done = pin!(peer_done);
-        poll_fn(|cx| {
-            if peer_done.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(LingerEnd::PeerDone);
-            }
-            match &mut timer {
-                Some(timer) => Pin::new(timer).poll(cx).map(|()| LingerEnd::Expired),
-                None => Poll::Pending,
-            }
-        })
-        .await
     }
 }
 
@@ -231,28 +301,74 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error, close_reason, set_class);
 
-    /// Ends the connection. For an orderly reason: the orderly `end` of the layers
-    /// below (on a socket: FIN, then flush until everything is acknowledged), then the
-    /// peer's data read and discarded up to its FIN, both within the linger; then RST
-    /// and flush. For any other reason, or a zero linger: RST, then the `end` of the
-    /// layers below. The reason a layer below already recorded
-    /// ([`Connection::close_reason`]) wins over `reason`. When this returns the socket
-    /// holds no connection.
+    /// Ends the connection. For an orderly reason, within the linger: a flush until the
+    /// peer acknowledged every byte written, the peer's data read and discarded
+    /// meanwhile; then the orderly `end` of the layers below (on a socket: FIN, then a
+    /// flush until it is acknowledged); then, at once, RST and flush. Where the stack
+    /// does not report its send queue, the RST waits for the peer's FIN (its data
+    /// discarded up to it) instead. When the linger expires first: RST, then the `end`
+    /// of the layers below, which only sends it. For any other reason, or a zero
+    /// linger: RST, then the `end` of the layers below. The reason a layer below already
+    /// recorded ([`Connection::close_reason`]) wins over `reason`. When this returns the
+    /// socket holds no connection.
     async fn end(&mut self, reason: CloseReason) {
         let reason = self.inner.close_reason().unwrap_or(reason);
-        let linger = (reason.is_orderly() && self.linger_ms != 0).then(|| self.linger());
-        if linger.is_none() {
-            // Nothing to wait for: the layers below see the end of an aborted
+        let started = Instant::now();
+        let deadline =
+            (reason.is_orderly() && self.linger_ms != 0).then(|| started + self.linger());
+        let mut how = None;
+        if deadline.is_some() {
+            let flushed = FlushDiscarding {
+                conn: &mut self.inner,
+                peer_closed: false,
+            };
+            if before(deadline, flushed).await.is_none() {
+                how = Some(LingerEnd::Expired);
+            }
+        }
+        let aborted = deadline.is_none() || how.is_some();
+        if aborted {
+            // Nothing (more) to wait for: the layers below see the end of an aborted
             // connection (a logger below records the reason), their flush sends the RST.
             self.inner.abort();
         }
-        let started = Instant::now();
-        let how = self.end_below(reason, linger).await;
-        if linger.is_none() {
+        // The one call of the inner `end` (each call site costs the firmware a copy of
+        // its state machine). A layer that holds bytes back (a coalescing buffer) wrote
+        // them in the flush above; the socket sends its FIN.
+        let ended = before(deadline.filter(|_| !aborted), self.inner.end(reason)).await;
+        let Some(deadline) = deadline else {
             return;
-        }
+        };
+        let how = match (how, ended) {
+            (Some(how), _) => how,
+            (None, None) => LingerEnd::Expired,
+            (None, Some(())) if acknowledged(&self.inner) => LingerEnd::Acknowledged,
+            (None, Some(())) => {
+                // No proof that the peer has everything: its FIN is one.
+                let inner = &mut self.inner;
+                let peer_done = async move {
+                    let mut discard = [0u8; 64];
+                    while let Ok(n) = inner.read(&mut discard).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                };
+                match before(Some(deadline), peer_done).await {
+                    Some(()) => LingerEnd::PeerDone,
+                    None => LingerEnd::Expired,
+                }
+            }
+        };
         let waited_ms = started.elapsed().as_millis();
         match how {
+            LingerEnd::Acknowledged => {
+                emit_log!(
+                    trace,
+                    "timewait: all acknowledged after {} ms, RST",
+                    waited_ms
+                )
+            }
             LingerEnd::PeerDone => {
                 emit_log!(trace, "timewait: peer done after {} ms, RST", waited_ms)
             }
@@ -264,9 +380,12 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
                 )
             }
         }
-        // The RST frees the socket at once; after a completed linger the peer has
-        // everything and has closed, after an expired one it took no data for the
-        // whole linger. On embassy-net it leaves with the flush.
+        if aborted {
+            return;
+        }
+        // The RST frees the socket at once; the peer has acknowledged everything (or
+        // closed), or took no data for the whole linger. On embassy-net it leaves with
+        // the flush.
         self.inner.abort();
         let _ = self.inner.flush().await;
     }

@@ -1,15 +1,18 @@
 //! On the real embassy-net stack in the simulated network (20 ms RTT, 10 Mbit/s): a
 //! server-side close gives the socket back within the linger plus one round trip,
-//! whatever the peer does, and without losing a byte of the response. Raw, the same
-//! server holds the slot in FIN_WAIT_2 behind a silent client, in TIME_WAIT for 10 s
-//! behind a polite one, and forever behind a vanished one.
+//! whatever the peer does, and without losing a byte of the response; within one round
+//! trip once the peer has acknowledged everything. Raw, the same server holds the slot
+//! in FIN_WAIT_2 behind a silent client, in TIME_WAIT for 10 s behind a polite one, and
+//! forever behind a vanished one.
 mod common;
 
 use common::*;
 use embassy_time::with_timeout;
+use tcp_layers_core::{CloseReason, Layer, Write};
+use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server;
-use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, run, spawn};
+use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, run, spawn};
 use tcp_layers_timewait::TimeWait;
 
 const SMALL: &str = "/bytes/2048";
@@ -44,14 +47,15 @@ fn close_to_listen(variant: Server, after: After) -> Option<Duration> {
 
 /// The server closes after the response and the client stays silent: raw, the socket
 /// waits in FIN_WAIT_2 for a FIN that never comes and accept() answers InvalidState
-/// until the end of the test; layered, it is accepting again after the linger.
+/// until the end of the test; layered, it is accepting again once the client's stack
+/// acknowledged the FIN, within a round trip plus its delayed ACK.
 #[test]
-fn silent_client_socket_accepting_again_within_linger() {
+fn silent_client_socket_accepting_again_within_one_round_trip() {
     let raw = close_to_listen(Server::Raw, After::StaySilent);
     let layered = close_to_listen(Server::Layered, After::StaySilent);
-    let bound = TimeWait::DEFAULT_LINGER + RTT;
+    let bound = RTT + ACK_DELAY;
     println!(
-        "close_to_listen, silent client: raw {}, layered {} (bound linger + RTT = {} ms)",
+        "close_to_listen, silent client: raw {}, layered {} (bound RTT + delayed ACK = {} ms)",
         ms(raw),
         ms(layered),
         bound.as_millis()
@@ -59,8 +63,226 @@ fn silent_client_socket_accepting_again_within_linger() {
     assert_eq!(raw, None, "raw must stay stuck in FIN_WAIT_2");
     let layered = layered.expect("layered must accept again");
     assert!(layered <= bound, "layered took {} ms", layered.as_millis());
-    // The wait is the linger, not a shortcut that would cut a slow peer.
-    assert!(layered >= TimeWait::DEFAULT_LINGER);
+    // The response was acknowledged before the close (the responder flushes it), so
+    // nothing is left to linger for: the wait is the FIN's round trip, not the linger
+    // (2 s) spent on a FIN the client never sends. A slow reader, whose response is
+    // still unacknowledged, still gets the linger: `a_slow_reader_still_gets_the_linger`.
+    assert!(layered >= RTT);
+}
+
+/// Answers one keep-alive request (`GET /bytes/<n>`) and flushes it, then leaves the
+/// connection idle for `idle` before it ends it for `reason`.
+async fn serve_one_then_idle<C: tcp_layers_core::Connection>(
+    conn: &mut C,
+    idle: Duration,
+    reason: CloseReason,
+) {
+    let mut head = [0u8; 512];
+    let mut filled = 0;
+    while !head[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut head[filled..]).await {
+            Ok(0) | Err(_) => return conn.end(CloseReason::PeerReset).await,
+            Ok(n) => filled += n,
+        }
+    }
+    let text = std::str::from_utf8(&head[..filled]).unwrap_or("");
+    let path = text.split(' ').nth(1).unwrap_or("/");
+    let body = responder::body_of(path, &Routes::new()).unwrap_or_default();
+    let response_head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(response_head.as_bytes()).await;
+    let _ = conn.write_all(&body).await;
+    let _ = conn.flush().await;
+    Timer::after(idle).await;
+    conn.end(reason).await;
+}
+
+/// From the server's `end` of an idle keep-alive connection (its client sends nothing
+/// and never its FIN, as a browser's idle socket) to the slot accepting again.
+fn idle_keep_alive_end_to_listen(variant: Server, reason: CloseReason) -> Option<Duration> {
+    run(async move {
+        let net = Net::new(LinkConfig::wifi());
+        let device = net.server();
+        let ended = stamp();
+        let ended_in = ended.clone();
+        let slots = server::spawn_server(device.stack, PORT, 1, async move |socket| {
+            let idle = Duration::from_millis(500);
+            match variant {
+                Server::Raw => {
+                    serve_one_then_idle(&mut EndStamp::new(socket, &ended_in, None), idle, reason)
+                        .await
+                }
+                _ => {
+                    let conn = TimeWait::new().layer(socket);
+                    serve_one_then_idle(&mut EndStamp::new(conn, &ended_in, None), idle, reason)
+                        .await
+                }
+            }
+        });
+        let browser = net.client();
+        let server_addr = device.addr(PORT);
+        spawn(async move {
+            let options = ClientOptions::new();
+            let mut buffers = ClientBuffers::new(&options);
+            let mut session = Session::connect(browser.stack, &mut buffers, server_addr, options)
+                .await
+                .expect("connect");
+            let r = session.get(SMALL).await.expect("a response");
+            assert_eq!((r.status, r.body_len), (200, 2048));
+            // Idle, and silent after the server's FIN: its stack acknowledges the FIN,
+            // the application does not close.
+            Timer::after(GIVE_UP * 2).await;
+        });
+        slot_back_after(&slots, &ended).await
+    })
+}
+
+/// The server ends an idle keep-alive connection (an eviction, or its own keep-alive
+/// timeout) and the browser does not answer the FIN with its own: the slot accepts
+/// again within one round trip plus the client's delayed ACK, not after a linger (2 s)
+/// spent waiting for the browser's FIN; raw waits in FIN_WAIT_2 for good.
+#[test]
+fn idle_keep_alive_ended_by_the_server_accepts_again_within_one_round_trip() {
+    let bound = RTT + ACK_DELAY;
+    for reason in [CloseReason::Evicted, CloseReason::LocalClose] {
+        let raw = idle_keep_alive_end_to_listen(Server::Raw, reason);
+        let layered = idle_keep_alive_end_to_listen(Server::Layered, reason);
+        println!(
+            "idle keep-alive ended as {reason}, browser silent: slot accepting raw {}, \
+             layered {} (bound RTT + delayed ACK = {} ms)",
+            ms(raw),
+            ms(layered),
+            bound.as_millis()
+        );
+        assert_eq!(raw, None, "raw must stay stuck in FIN_WAIT_2");
+        let layered = layered.expect("layered must accept again");
+        assert!(
+            layered <= bound,
+            "{reason}: layered took {} ms",
+            layered.as_millis()
+        );
+    }
+}
+
+/// What a slow reader got: the body's length and checksum, how the server ended, and
+/// when its last body byte arrived.
+struct SlowRead {
+    body_len: usize,
+    checksum: u64,
+    end: PeerEnd,
+    last_byte: Instant,
+}
+
+/// How often the slow reader takes 1 KiB.
+const READ_EVERY: Duration = Duration::from_millis(100);
+
+/// A client with a 1 KiB receive buffer that asks for `path` with `Connection: close`
+/// and reads 1 KiB every [`READ_EVERY`] (10 KiB/s), to the server's FIN or RST.
+async fn slow_read(
+    stack: embassy_net::Stack<'static>,
+    server: std::net::SocketAddr,
+    path: &str,
+) -> SlowRead {
+    let options = ClientOptions::new().with_rx_buffer(1024);
+    let mut buffers = ClientBuffers::new(&options);
+    let mut session = Session::connect(stack, &mut buffers, server, options)
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n");
+    session
+        .socket()
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut received = Vec::new();
+    let mut last_byte = Instant::now();
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        Timer::after(READ_EVERY).await;
+        match session.socket().read(&mut chunk).await {
+            Ok(0) => break PeerEnd::Fin,
+            Ok(n) => {
+                received.extend_from_slice(&chunk[..n]);
+                last_byte = Instant::now();
+            }
+            Err(_) => break PeerEnd::Reset,
+        }
+    };
+    let body = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |p| &received[p + 4..]);
+    SlowRead {
+        body_len: body.len(),
+        checksum: responder::checksum(body),
+        end,
+        last_byte,
+    }
+}
+
+/// A response still in flight when the server ends the connection, to a client that
+/// reads it slowly (10 KiB/s, 16 KiB with up to 8 KiB still in the transmit buffer):
+/// the layer keeps lingering while the data is unacknowledged, so the client gets every
+/// byte and the slot comes back only after the client took the last one. An RST at
+/// once (the zero linger) cuts the response.
+#[test]
+fn a_slow_reader_still_gets_the_linger() {
+    const PATH: &str = "/bytes/16384";
+    let expected = responder::checksum(&responder::body_of(PATH, &Routes::new()).unwrap());
+    let measure = |variant: Server| {
+        run(async move {
+            let net = Net::new(LinkConfig::wifi());
+            let device = net.server();
+            let ended = stamp();
+            let ended_in = ended.clone();
+            let slots = server::spawn_server(device.stack, PORT, 1, async move |socket| {
+                variant.write_and_end(socket, &ended_in).await
+            });
+            let reader = net.client();
+            let read = spawn(slow_read(reader.stack, device.addr(PORT), PATH));
+            let back = slot_back_after(&slots, &ended).await;
+            let read = read.await.expect("the reader ran");
+            let ended = ended.get().expect("the server ended");
+            (read, back, ended)
+        })
+    };
+    let (layered, back, ended) = measure(Server::Layered);
+    let (at_once, _, _) = measure(Server::AbortAtOnce);
+    let back = back.expect("layered must accept again");
+    let last_byte = layered.last_byte - ended;
+    println!(
+        "slow reader (10 KiB/s) of 16 KiB closed by the server: layered {} body bytes \
+         ({}), last byte {} after end, slot accepting {} after end; RST at once: {} body \
+         bytes ({:?})",
+        layered.body_len,
+        if layered.checksum == expected {
+            "checksum ok"
+        } else {
+            "WRONG"
+        },
+        ms(Some(last_byte)),
+        ms(Some(back)),
+        at_once.body_len,
+        at_once.end
+    );
+    assert_eq!((layered.body_len, layered.checksum), (16384, expected));
+    // The reader's stack holds the whole response and the FIN before the RST comes:
+    // the application reads all of it, then the end of the stream.
+    assert_eq!(layered.end, PeerEnd::Fin);
+    // Not cut short: the server waits until the reader's stack acknowledged the last
+    // bytes, which it does once the application made room for them, at most one read
+    // before it reads them; then the FIN's round trip. All within the linger.
+    assert!(
+        back + READ_EVERY >= last_byte,
+        "the slot came back before the reader made room for the last bytes"
+    );
+    assert!(back <= TimeWait::DEFAULT_LINGER + RTT);
+    assert!(
+        at_once.body_len < 16384,
+        "the baseline must lose the tail, or this test proves nothing"
+    );
 }
 
 /// The server closes after the response and the client closes as soon as it reads the

@@ -40,13 +40,16 @@ enum Handler {
     RawForgets,
     /// The same through `TimeWait`: the wrapper is dropped without `end`.
     LayeredForgets,
-    /// Raw `end` (FIN, flush) given up after 100 ms.
+    /// Raw `end` (FIN, flush) given up after `GIVE_UP_ON_END`.
     RawEndCancelled,
-    /// `TimeWait`'s `end` given up after 100 ms, then the wrapper dropped.
+    /// `TimeWait`'s `end` given up after `GIVE_UP_ON_END`, then the wrapper dropped.
     LayeredEndCancelled,
 }
 
-const GIVE_UP_ON_END: Duration = Duration::from_millis(100);
+/// Shorter than the round trip in which the FIN is acknowledged: once everything is
+/// acknowledged `end` returns within that round trip, so a server that gives up later
+/// finds it finished and there is no linger left to cut.
+const GIVE_UP_ON_END: Duration = Duration::from_millis(5);
 
 async fn handle(handler: Handler, socket: &mut TcpSocket<'static>, done: &Stamp) {
     match handler {
@@ -116,9 +119,10 @@ fn forgotten_end_after_everything_acked_frees_the_slot() {
     );
 }
 
-/// `end` dropped mid-linger (the server gave up after 100 ms), then the wrapper: the
-/// drop resets the connection, whose FIN was acknowledged, so the slot listens again.
-/// Raw, giving up on `close(); flush()` leaves the socket in FIN_WAIT_2.
+/// `end` dropped mid-linger (the server gave up after `GIVE_UP_ON_END`, the FIN still
+/// unacknowledged), then the wrapper: every byte of the response was acknowledged, so
+/// the drop resets the connection and the slot listens again. Raw, giving up on
+/// `close(); flush()` leaves the socket in FIN_WAIT_2 once the FIN is acknowledged.
 #[test]
 fn end_cancelled_mid_linger_then_dropped_frees_the_slot() {
     raw_stuck_layered_free(

@@ -20,22 +20,24 @@ enum Op {
     End(CloseReason),
 }
 
-/// What the next read does.
+/// What the next read does. With no step left, a read waits forever: a silent peer.
 #[derive(Clone, Copy, Debug)]
 enum Step {
     /// Returns this many bytes at once.
     Bytes(usize),
     /// Returns 0: the peer's FIN.
     Eof,
-    /// Returns `n` bytes after `every`, forever: a peer that keeps sending.
+    /// Returns `n` bytes every `every`, forever: a peer that keeps sending.
     Forever(Duration, usize),
 }
 
-/// Whether `flush` completes.
+/// When `flush` completes (and, for `end`, when the FIN is acknowledged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Acks {
     /// At once: the peer acknowledges everything.
     Yes,
+    /// This long after the first flush: a slow reader takes the rest of the response.
+    After(Duration),
     /// Never: the peer vanished.
     Never,
 }
@@ -47,6 +49,11 @@ struct Mock {
     state: TcpState,
     send_queue: Option<usize>,
     known_reason: Option<CloseReason>,
+    /// When the pending `Acks::After` acknowledgement or `Step::Forever` bytes arrive:
+    /// kept in the mock, as a socket keeps its state, so a read or flush dropped and
+    /// created again (the layer's discarding flush does that) waits for the same moment.
+    acked_at: Option<Instant>,
+    next_bytes_at: Option<Instant>,
 }
 
 impl Mock {
@@ -58,10 +65,21 @@ impl Mock {
             state: TcpState::Established,
             send_queue: Some(0),
             known_reason: None,
+            acked_at: None,
+            next_bytes_at: None,
         }
     }
     fn log(&self, op: Op) {
         self.ops.borrow_mut().push(op);
+    }
+}
+
+/// Waits until `at`, returning at the first poll once it has passed, as a socket's
+/// read returns data already there (an `embassy_time::Timer` always waits one poll,
+/// and the layer polls reads and flushes afresh each time it is woken).
+async fn wait_until(at: Instant) {
+    if Instant::now() < at {
+        Timer::at(at).await;
     }
 }
 
@@ -82,10 +100,15 @@ impl Read for Mock {
                 taken
             }
             Some(Step::Forever(every, n)) => {
-                Timer::after(every).await;
+                let at = *self
+                    .next_bytes_at
+                    .get_or_insert_with(|| Instant::now() + every);
+                wait_until(at).await;
+                self.next_bytes_at = Some(at + every);
                 n.min(buf.len())
             }
-            Some(Step::Eof) | None => 0,
+            Some(Step::Eof) => 0,
+            None => core::future::pending().await,
         };
         self.log(Op::Read(n));
         Ok(n)
@@ -96,11 +119,20 @@ impl Write for Mock {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         Ok(buf.len())
     }
+    /// Logged when it returns.
     async fn flush(&mut self) -> Result<(), ErrorKind> {
-        self.log(Op::Flush);
-        if self.acks == Acks::Never && self.state != TcpState::Closed {
-            core::future::pending::<()>().await;
+        if self.state != TcpState::Closed {
+            match self.acks {
+                Acks::Yes => {}
+                Acks::After(after) => {
+                    let at = *self.acked_at.get_or_insert_with(|| Instant::now() + after);
+                    wait_until(at).await;
+                    self.send_queue = self.send_queue.map(|_| 0);
+                }
+                Acks::Never => core::future::pending::<()>().await,
+            }
         }
+        self.log(Op::Flush);
         Ok(())
     }
 }
@@ -164,33 +196,101 @@ fn end_with(
     (ops, took)
 }
 
+/// While the peer has not acknowledged our data, what it sends is read and discarded
+/// (the reads come before the flush returns and before the `End`); once it has, FIN,
+/// and RST as soon as the FIN is acknowledged. The peer's own FIN is not waited for
+/// after that: it sends it here, but an idle browser does not for seconds.
 #[test]
-fn orderly_end_fin_ack_drain_then_rst() {
+fn orderly_end_discards_until_acknowledged_then_fin_then_rst() {
     let (ops, took) = end_with(
         TimeWait::new(),
         |m| {
+            m.acks = Acks::After(Duration::from_millis(100));
+            m.send_queue = Some(512);
             m.reads
                 .extend([Step::Bytes(100), Step::Bytes(30), Step::Eof])
         },
         CloseReason::LocalClose,
     );
     println!(
-        "orderly end, peer sends 130 bytes then FIN: {ops:?} in {} us",
+        "orderly end, 512 B acknowledged after 100 ms, peer sends 130 bytes then FIN: \
+         {ops:?} in {} us",
         took.as_micros()
     );
     assert_eq!(
         ops,
         [
-            Op::End(CloseReason::LocalClose),
             Op::Read(64),
             Op::Read(36),
             Op::Read(30),
+            Op::Read(0),
+            Op::Flush,
+            Op::End(CloseReason::LocalClose),
+            Op::Abort,
+            Op::Flush,
+        ]
+    );
+    assert_eq!(took, Duration::from_millis(100));
+}
+
+/// Everything acknowledged and a peer that never sends its FIN (an idle keep-alive
+/// browser): FIN, then RST at once, no linger.
+#[test]
+fn everything_acknowledged_resets_without_waiting_for_the_peers_fin() {
+    for reason in [CloseReason::LocalClose, CloseReason::Evicted] {
+        let (ops, took) = end_with(TimeWait::new(), |_| {}, reason);
+        println!(
+            "{reason}, everything acknowledged, silent peer: {ops:?} in {} us",
+            took.as_micros()
+        );
+        assert_eq!(ops, [Op::Flush, Op::End(reason), Op::Abort, Op::Flush]);
+        assert_eq!(took, Duration::from_ticks(0));
+    }
+}
+
+/// A stack that does not report its send queue (the tokio adapter) gives no proof
+/// that the peer has everything: the RST waits for the peer's FIN, or the linger.
+#[test]
+fn without_a_send_queue_the_rst_waits_for_the_peers_fin() {
+    let (ops, took) = end_with(
+        TimeWait::new(),
+        |m| {
+            m.send_queue = None;
+            m.reads.extend([Step::Bytes(10), Step::Eof]);
+        },
+        CloseReason::LocalClose,
+    );
+    assert_eq!(
+        ops,
+        [
+            Op::Flush,
+            Op::End(CloseReason::LocalClose),
+            Op::Read(10),
             Op::Read(0),
             Op::Abort,
             Op::Flush,
         ]
     );
     assert_eq!(took, Duration::from_ticks(0));
+    let (ops, took) = end_with(
+        TimeWait::new(),
+        |m| m.send_queue = None,
+        CloseReason::LocalClose,
+    );
+    println!(
+        "no send queue, silent peer: {ops:?}, RST after {} ms",
+        took.as_millis()
+    );
+    assert_eq!(
+        ops,
+        [
+            Op::Flush,
+            Op::End(CloseReason::LocalClose),
+            Op::Abort,
+            Op::Flush
+        ]
+    );
+    assert_eq!(took, TimeWait::DEFAULT_LINGER);
 }
 
 #[test]
@@ -222,7 +322,10 @@ fn a_vanished_peer_is_reset_when_the_linger_expires() {
     for linger in [TimeWait::DEFAULT_LINGER, Duration::from_millis(500)] {
         let (ops, took) = end_with(
             TimeWait::with_linger(linger),
-            |m| m.acks = Acks::Never,
+            |m| {
+                m.acks = Acks::Never;
+                m.send_queue = Some(512);
+            },
             CloseReason::LocalClose,
         );
         println!(
@@ -230,19 +333,24 @@ fn a_vanished_peer_is_reset_when_the_linger_expires() {
             linger.as_millis(),
             took.as_millis()
         );
-        assert_eq!(
-            ops,
-            [Op::End(CloseReason::LocalClose), Op::Abort, Op::Flush]
-        );
+        // The data is never acknowledged, so no FIN goes out (it would wait behind the
+        // data anyway): at the linger's end the RST, then the end of the layers below,
+        // which only sends it.
+        assert_eq!(ops, [Op::Abort, Op::End(CloseReason::LocalClose)]);
         assert_eq!(took, linger);
     }
 }
 
+/// A peer that keeps sending and never acknowledges our data: its bytes are
+/// discarded for the whole linger, then RST. The peer withholds its acknowledgement:
+/// with everything acknowledged the layer would not wait for it at all (see above).
 #[test]
 fn a_peer_that_keeps_sending_is_reset_when_the_linger_expires() {
     let (ops, took) = end_with(
         TimeWait::new(),
         |m| {
+            m.acks = Acks::Never;
+            m.send_queue = Some(512);
             m.reads
                 .push_back(Step::Forever(Duration::from_millis(10), 1000))
         },
@@ -253,14 +361,19 @@ fn a_peer_that_keeps_sending_is_reset_when_the_linger_expires() {
         .map(|o| if let Op::Read(n) = o { *n } else { 0 })
         .sum();
     println!(
-        "peer sending 1000 B every 10 ms: {} bytes discarded, reset after {} ms",
+        "peer sending every 10 ms (64 B per read): {} bytes discarded, reset after {} ms",
         discarded,
         took.as_millis()
     );
     assert_eq!(took, TimeWait::DEFAULT_LINGER);
     assert!(discarded > 0);
-    assert_eq!(ops[0], Op::End(CloseReason::LocalClose));
-    assert_eq!(&ops[ops.len() - 2..], [Op::Abort, Op::Flush]);
+    // The discarding starts before any end below; the inner `end` comes last, after the
+    // RST, and only sends it.
+    assert_eq!(ops[0], Op::Read(64));
+    assert_eq!(
+        &ops[ops.len() - 2..],
+        [Op::Abort, Op::End(CloseReason::LocalClose)]
+    );
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub const PORT: u16 = 80;
 /// One round trip of `LinkConfig::wifi()`.
 pub const RTT: Duration = Duration::from_millis(20);
 
+/// smoltcp's delayed ACK: a client's ACK of the server's FIN can leave this much later.
+pub const ACK_DELAY: Duration = Duration::from_millis(10);
+
 /// How long a test waits for something raw never does.
 pub const GIVE_UP: Duration = Duration::from_secs(120);
 
