@@ -310,8 +310,8 @@ fn an_edge_http_server_with_stream_paths_counts_its_event_stream_as_a_stream() {
     assert!(without.iter().all(|v| v.0 == 200 && v.1 == 3));
     assert_eq!(refusals_with, 1);
     assert_eq!((with[0].0, with[0].1), (200, 3));
-    // The refused viewer's only block is `retry: 5000`.
-    assert_eq!(with[1], (200, 1, PeerEnd::Fin));
+    // The refused viewer's only block is `retry: 5000`: no event.
+    assert_eq!(with[1], (200, 0, PeerEnd::Fin));
 }
 
 /// A keep-alive timeout shorter than the reaper's idle deadline (5 s) lets edge-http

@@ -364,9 +364,9 @@ fn the_stream_cap_applies_through_picoserve_with_stream_paths() {
         assert_eq!(viewer.1, 3, "an admitted stream delivers every event");
     }
     // The third is answered with a 200 event stream whose only block is `retry: 5000`
-    // (the sim's viewer counts it as one event) and closed with a FIN (an RST could
-    // destroy the answer before the client reads it); its handler never ran.
-    assert_eq!(with[2], (200, 1, PeerEnd::Fin));
+    // (no event: a block without data dispatches none) and closed with a FIN (an RST
+    // could destroy the answer before the client reads it); its handler never ran.
+    assert_eq!(with[2], (200, 0, PeerEnd::Fin));
 }
 
 /// What a refused stream request gets: an event stream that only sets the

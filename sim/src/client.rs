@@ -2067,8 +2067,13 @@ pub async fn sse(
         }
         if status.is_some() {
             while let Some(p) = buf.windows(2).position(|w| w == b"\n\n") {
+                // An event is a block with data; a block of only `retry:` or a comment
+                // dispatches nothing (the HTML standard's event stream rules).
+                let block = &buf[..p];
+                if block.starts_with(b"data:") || block.windows(6).any(|w| w == b"\ndata:") {
+                    seen += 1;
+                }
                 buf.drain(..p + 2);
-                seen += 1;
             }
             if seen >= events {
                 break PeerEnd::StillOpen;

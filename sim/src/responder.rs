@@ -17,7 +17,9 @@ pub const HEAD_BUFFER: usize = 2048;
 /// - `/bytes/<n>`: `n` bytes, byte `i` = `i % 251`;
 /// - `/sse`: an event stream, one small event every `sse_interval`, forever. Before it
 ///   starts, the responder calls [`Connection::set_class`] with
-///   [`ConnectionClass::Stream`]: a budget layer that refuses gets a 503 and a close.
+///   [`ConnectionClass::Stream`]: a budget layer that refuses gets a `200
+///   text/event-stream` with `retry: 5000` and a close, which a browser's
+///   `EventSource` reconnects after.
 ///
 /// Anything else is a 404. A request with `Connection: close` is answered and closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +221,8 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 ///
 /// It ends the connection with [`Connection::end`]: `PeerClosed` on the peer's FIN
 /// between requests, `PeerReset` on a read error while idle, `ClientCancelled` on a
-/// write error mid-response, `LocalClose` after `Connection: close`, a 431 or a 503.
+/// write error mid-response, `LocalClose` after `Connection: close`, a 431 or a refused
+/// stream.
 pub async fn serve<C: Connection>(conn: &mut C, routes: &Routes) -> ServeOutcome {
     let mut out = ServeOutcome {
         requests: 0,
@@ -272,7 +275,7 @@ pub async fn serve<C: Connection>(conn: &mut C, routes: &Routes) -> ServeOutcome
             Route::Body(body, len) => write_body(conn, &mut out, routes, body, len, close).await,
             Route::Sse => {
                 if conn.set_class(ConnectionClass::Stream).is_err() {
-                    break refuse(conn, &mut out, "503 Service Unavailable").await;
+                    break refuse_stream(conn, &mut out).await;
                 }
                 break stream_events(conn, &mut out, routes).await;
             }
@@ -304,6 +307,21 @@ async fn write_all<C: Connection>(
 async fn refuse<C: Connection>(conn: &mut C, out: &mut ServeOutcome, status: &str) -> CloseReason {
     match write_head(conn, out, status, "text/plain", 0, true).await {
         Ok(()) => CloseReason::LocalClose,
+        Err(_) => CloseReason::ClientCancelled,
+    }
+}
+
+/// A stream the budget refuses is told to come back: `200 text/event-stream` with
+/// `retry: 5000`, then a close. A browser's `EventSource` reconnects after it; after a
+/// 503 it would give up for good.
+async fn refuse_stream<C: Connection>(conn: &mut C, out: &mut ServeOutcome) -> CloseReason {
+    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+Cache-Control: no-store\r\nConnection: close\r\n\r\nretry: 5000\n\n";
+    match write_all(conn, out, REPLY).await {
+        Ok(()) => {
+            let _ = conn.flush().await;
+            CloseReason::LocalClose
+        }
         Err(_) => CloseReason::ClientCancelled,
     }
 }

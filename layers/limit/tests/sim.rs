@@ -125,8 +125,11 @@ fn second_device_loads_its_page_while_the_first_idles() {
 }
 
 /// 3 SSE clients (stream cap 2), then 2 browsers one after the other, each closing
-/// after its page. Returns (SSE statuses, browser loads ok).
-fn streams<const N: usize>(variant: Variant, budget: &'static Budget<N>) -> (Vec<u16>, Vec<bool>) {
+/// after its page. Returns (SSE status and whether events came, browser loads ok).
+fn streams<const N: usize>(
+    variant: Variant,
+    budget: &'static Budget<N>,
+) -> (Vec<(u16, bool)>, Vec<bool>) {
     run(async move {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
@@ -163,8 +166,8 @@ fn streams<const N: usize>(variant: Variant, budget: &'static Budget<N>) -> (Vec
             let outcome = handle.await.expect("sse task");
             println!("  sse: {outcome:?}");
             statuses.push(match outcome {
-                Ok(o) => o.status,
-                Err(_) => 0,
+                Ok(o) => (o.status, o.events > 0),
+                Err(_) => (0, false),
             });
         }
         if variant == Variant::Limit {
@@ -175,7 +178,7 @@ fn streams<const N: usize>(variant: Variant, budget: &'static Budget<N>) -> (Vec
 }
 
 #[test]
-fn streams_beyond_their_cap_get_503_and_page_loads_go_on() {
+fn streams_beyond_their_cap_are_told_to_retry_and_page_loads_go_on() {
     static BUDGET: Budget<8> = Budget::new(BudgetConfig::new(8, 2, 6));
     static UNUSED: Budget<8> = Budget::new(BudgetConfig::new(8, 2, 6));
     println!("raw:");
@@ -189,8 +192,8 @@ fn streams_beyond_their_cap_get_503_and_page_loads_go_on() {
     sorted.sort();
     assert_eq!(
         sorted,
-        [200, 200, 503],
-        "the third stream is refused with 503"
+        [(200, false), (200, true), (200, true)],
+        "the third stream is answered 200 with retry: and no event, so a browser retries"
     );
     assert_eq!(
         lim_loads,
