@@ -16,7 +16,6 @@ use embedded_io_async::{Read, Write};
 use tcp_layers::adapters::edge_nal::{
     EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer,
 };
-use tcp_layers::core::{ErrorType, delegate_connection};
 use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
     Layer, Quiet, default_stack,
@@ -369,46 +368,9 @@ fn a_keep_alive_shorter_than_the_reapers_idle_lets_edge_http_close_first() {
 
 /// A layer that has already ended the connection (as a budget that refused it does)
 /// and whose reads fail.
-#[derive(Clone, Copy)]
-struct AlreadyEnded;
-
-struct Ended<C> {
-    inner: C,
-}
-
-impl<C: Connection> Layer<C> for AlreadyEnded {
-    type Service = Ended<C>;
-    fn layer(&self, inner: C) -> Ended<C> {
-        Ended { inner }
-    }
-}
-
-impl<C: Connection> ErrorType for Ended<C> {
-    type Error = C::Error;
-}
-
-impl<C: Connection> Read for Ended<C> {
-    async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, C::Error> {
-        Err(self.inner.ended_error(CloseReason::Evicted))
-    }
-}
-
-impl<C: Connection> Write for Ended<C> {
-    async fn write(&mut self, _buf: &[u8]) -> Result<usize, C::Error> {
-        Err(self.inner.ended_error(CloseReason::Evicted))
-    }
-    async fn flush(&mut self) -> Result<(), C::Error> {
-        self.inner.flush().await
-    }
-}
-
-impl<C: Connection> Connection for Ended<C> {
-    delegate_connection!(inner; state, set_nodelay, close_write, abort, remote, local,
-        send_queue, recv_queue, ended_error, set_class, end);
-    fn close_reason(&self) -> Option<CloseReason> {
-        Some(CloseReason::Evicted)
-    }
-}
+#[path = "common/ended.rs"]
+mod ended;
+use ended::AlreadyEnded;
 
 /// What edge-http's `readable()` and reads of an [`EdgeConnection`] (whole and split)
 /// return over `layers`, whose client connects and then resets at once or stays.
