@@ -15,6 +15,7 @@
 //! cargo run --release --example showcase -- --json             # JSON lines
 //! cargo run --release --example showcase -- --scenario slowloris
 //! cargo run --release --example showcase -- --list             # scenario ids
+//! cargo run --release --example showcase -- --serve-frames raw  # for callgrind.sh
 //! ```
 //!
 //! A JSON line is `{"scenario":"<id>","variant":"<id>","metric":"<id>","value":<number
@@ -47,6 +48,9 @@ struct Args {
     output: Output,
     only: Option<&'static scenarios::Scenario>,
     list: bool,
+    /// `--serve-frames <variant>`: one metered run of `jpeg_frames` with that server
+    /// alone (what `callgrind.sh` counts the instructions of).
+    serve_frames: Option<Variant>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         output: Output::Table,
         only: None,
         list: false,
+        serve_frames: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -67,8 +72,20 @@ fn parse_args() -> Result<Args, String> {
                         .ok_or_else(|| format!("no scenario {id:?} (see --list)"))?,
                 );
             }
+            "--serve-frames" => {
+                let id = it.next().ok_or("--serve-frames needs a variant")?;
+                args.serve_frames = Some(
+                    Variant::ALL
+                        .into_iter()
+                        .find(|v| v.id() == id)
+                        .ok_or_else(|| format!("no variant {id:?}"))?,
+                );
+            }
             "-h" | "--help" => {
-                return Err("usage: showcase [--json] [--scenario <id>] [--list]".to_string());
+                return Err(
+                    "usage: showcase [--json] [--scenario <id>] [--list] [--serve-frames <variant>]"
+                        .to_string(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -91,6 +108,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     probes::install_logger();
+    if let Some(variant) = args.serve_frames {
+        // One run, the server's polls metered: its figure, or a failure if a frame was
+        // missing (the instruction count of such a run means nothing).
+        let figure = scenarios::serve_frames(variant);
+        println!("{}", figure.json());
+        return match figure.value {
+            Some(_) => ExitCode::SUCCESS,
+            None => ExitCode::FAILURE,
+        };
+    }
     report::set_progress(true);
 
     let started = Instant::now();

@@ -300,6 +300,15 @@ fn jpeg_frames(id: &'static str, variants: &[Variant]) -> Vec<Figure> {
         .collect()
 }
 
+/// `jpeg_frames` served by `variant` alone, once, its polls metered: the run
+/// `examples/showcase/callgrind.sh` counts the instructions of (inside
+/// `probes::poll_server`, the metered polls). Its `cpu_ns_per_frame`, `None` unless
+/// every frame arrived whole.
+pub fn serve_frames(variant: Variant) -> Figure {
+    let ns = frames_together(&[variant]).pop().flatten();
+    Figure::new("jpeg_frames", variant, "cpu_ns_per_frame", ns, Unit::Ns)
+}
+
 /// Takes the frames from `server` on one keep-alive connection; the virtual time it
 /// took, `None` unless every frame arrived whole.
 async fn take_frames(stack: Stack<'static>, server: SocketAddr) -> Option<Duration> {
