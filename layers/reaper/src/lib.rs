@@ -609,23 +609,42 @@ impl<C: Connection> ReaperConnection<C> {
     /// Ends the connection for the deadline `which` (the first deadline that passed
     /// wins) and gives the error the waiting call returns.
     async fn reap(&mut self, which: Deadline) -> C::Error {
-        let which = *self.reaped.get_or_insert(which);
+        let which = self.note_reaped(which);
+        if which == Deadline::HeadTooLarge {
+            match self.config.oversize {
+                Oversize::LeaveToServer => {
+                    return self.inner.ended_error(CloseReason::Reaped(which));
+                }
+                Oversize::Reply(reply) => self.send_reply(reply).await,
+                Oversize::Reset => {}
+            }
+        }
         let reason = CloseReason::Reaped(which);
+        self.inner.end(reason).await;
+        self.phase = Phase::Ended;
+        self.inner.ended_error(reason)
+    }
+
+    /// [`Self::reap`] for a write's or a flush's stall, which needs no answer: apart so
+    /// that the state machine of every write holds the end of the layers below, not
+    /// also the answer to an oversized head (a `write_all` of the connection below).
+    async fn reap_stall(&mut self) -> C::Error {
+        let reason = CloseReason::Reaped(self.note_reaped(Deadline::Stall));
+        self.inner.end(reason).await;
+        self.phase = Phase::Ended;
+        self.inner.ended_error(reason)
+    }
+
+    /// Records the deadline `which` unless one passed before (the first wins), logs
+    /// it; the deadline that ends the connection.
+    fn note_reaped(&mut self, which: Deadline) -> Deadline {
+        let which = *self.reaped.get_or_insert(which);
         emit_log!(
             debug,
             "reaper: {} deadline passed, ending the connection",
             which.as_str()
         );
-        if which == Deadline::HeadTooLarge {
-            match self.config.oversize {
-                Oversize::LeaveToServer => return self.inner.ended_error(reason),
-                Oversize::Reply(reply) => self.send_reply(reply).await,
-                Oversize::Reset => {}
-            }
-        }
-        self.inner.end(reason).await;
-        self.phase = Phase::Ended;
-        self.inner.ended_error(reason)
+        which
     }
 
     /// Sends `reply` and waits for its acknowledgement, each at most `stall`; a failure
@@ -719,7 +738,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
         let result = within(pin!(self.inner.write(buf)), stall).await;
         match result {
             Some(result) => result,
-            None => Err(self.reap(Deadline::Stall).await),
+            None => Err(self.reap_stall().await),
         }
     }
 
@@ -741,7 +760,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
             }
             match (queued, self.inner.send_queue()) {
                 (Some(before), Some(after)) if after < before => continue,
-                _ => return Err(self.reap(Deadline::Stall).await),
+                _ => return Err(self.reap_stall().await),
             }
         }
     }

@@ -60,7 +60,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-use core::future::{Future, poll_fn};
+use core::future::Future;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll};
 
@@ -222,21 +222,62 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
     }
 }
 
+/// Reads and discards what the peer sends until its FIN (a read returns 0) or the end
+/// of the connection (a read fails). Like [`FlushDiscarding`], each poll creates fresh
+/// reads and drops them (reads are cancel-safe), so `end`'s state machine holds no
+/// read future and no buffer.
+struct PeerDone<'c, C> {
+    conn: &'c mut C,
+}
+
+impl<C: Connection> Future for PeerDone<'_, C> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut discard = [0u8; 64];
+        loop {
+            match pin!(self.conn.read(&mut discard)).poll(cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
 /// Runs `fut` until `deadline` (`None`: without a limit); `None` when the deadline
 /// came first.
-async fn before<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let mut timer = deadline.map(Timer::at);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+///
+/// A future of its own that holds the pinned `fut` by reference, rather than an `async
+/// fn` that takes it by value: such a function keeps both the argument and the pinned
+/// copy in its state, which doubled what `end` holds (and what the reaper's deadline
+/// writes, which may end the connection, hold with it).
+fn before<F: Future>(deadline: Option<Instant>, fut: Pin<&mut F>) -> Before<'_, F> {
+    Before {
+        fut,
+        timer: deadline.map(Timer::at),
+    }
+}
+
+/// The future of [`before`].
+struct Before<'a, F> {
+    fut: Pin<&'a mut F>,
+    timer: Option<Timer>,
+}
+
+impl<F: Future> Future for Before<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(out) = this.fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        match &mut timer {
+        match &mut this.timer {
             Some(timer) => Pin::new(timer).poll(cx).map(|()| None),
             None => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 /// True when the peer has acknowledged every byte we wrote and our FIN, or the
@@ -322,7 +363,7 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
                 conn: &mut self.inner,
                 peer_closed: false,
             };
-            if before(deadline, flushed).await.is_none() {
+            if before(deadline, pin!(flushed)).await.is_none() {
                 how = Some(LingerEnd::Expired);
             }
         }
@@ -335,7 +376,7 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
         // The one call of the inner `end` (each call site costs the firmware a copy of
         // its state machine). A layer that holds bytes back (a coalescing buffer) wrote
         // them in the flush above; the socket sends its FIN.
-        let ended = before(deadline.filter(|_| !aborted), self.inner.end(reason)).await;
+        let ended = before(deadline.filter(|_| !aborted), pin!(self.inner.end(reason))).await;
         let Some(deadline) = deadline else {
             return;
         };
@@ -345,16 +386,10 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
             (None, Some(())) if acknowledged(&self.inner) => LingerEnd::Acknowledged,
             (None, Some(())) => {
                 // No proof that the peer has everything: its FIN is one.
-                let inner = &mut self.inner;
-                let peer_done = async move {
-                    let mut discard = [0u8; 64];
-                    while let Ok(n) = inner.read(&mut discard).await {
-                        if n == 0 {
-                            break;
-                        }
-                    }
+                let peer_done = PeerDone {
+                    conn: &mut self.inner,
                 };
-                match before(Some(deadline), peer_done).await {
+                match before(Some(deadline), pin!(peer_done)).await {
                     Some(()) => LingerEnd::PeerDone,
                     None => LingerEnd::Expired,
                 }
