@@ -346,42 +346,6 @@ impl<C: Connection, const COALESCE: usize> Chunked<C, COALESCE> {
         }
         Ok(())
     }
-
-    /// The coalescing part of `write`: `Some(n)` when it accepted `n` bytes of `buf`,
-    /// `None` when nothing is held any more and `buf` should go straight down.
-    async fn write_coalescing(&mut self, buf: &[u8]) -> Result<Option<usize>, C::Error> {
-        if COALESCE == 0 {
-            return Ok(None);
-        }
-        if usize::from(self.held_len) + buf.len() < COALESCE {
-            let start = usize::from(self.held_len);
-            self.held[start..start + buf.len()].copy_from_slice(buf);
-            self.held_len += buf.len() as u16;
-            return Ok(Some(buf.len()));
-        }
-        while self.held_len > 0 {
-            let held = usize::from(self.held_len);
-            let take = (COALESCE - held).min(buf.len());
-            // Scratch beyond held_len: counted only once the write below returns.
-            self.held[held..held + take].copy_from_slice(&buf[..take]);
-            let piece = (held + take).min(usize::from(self.chunk_size));
-            let (result, waited) = write_down(pin!(self.inner.write(&self.held[..piece]))).await;
-            let n = result?;
-            if n == 0 {
-                return Ok(Some(0));
-            }
-            self.count_sent(n, waited);
-            if n >= held {
-                self.held_len = 0;
-                if n > held {
-                    return Ok(Some(n - held));
-                }
-            } else {
-                self.consume_held(n);
-            }
-        }
-        Ok(None)
-    }
 }
 
 impl<C: Connection, const COALESCE: usize> ErrorType for Chunked<C, COALESCE> {
@@ -421,16 +385,45 @@ impl<C: Connection, const COALESCE: usize> Write for Chunked<C, COALESCE> {
             yield_now().await;
             self.unyielded = 0;
         }
-        if COALESCE > 0
-            && let Some(n) = self.write_coalescing(buf).await?
-        {
-            return Ok(n);
+        if COALESCE > 0 && usize::from(self.held_len) + buf.len() < COALESCE {
+            let start = usize::from(self.held_len);
+            self.held[start..start + buf.len()].copy_from_slice(buf);
+            self.held_len += buf.len() as u16;
+            return Ok(buf.len());
         }
-        let piece = &buf[..buf.len().min(usize::from(self.chunk_size))];
-        let (result, waited) = write_down(pin!(self.inner.write(piece))).await;
-        let n = result?;
-        self.count_sent(n, waited);
-        Ok(n)
+        // One write below, in a loop: while bytes are held (coalescing), the held bytes
+        // topped up with the start of `buf`; then a piece of `buf`. A second await of a
+        // write below would hold a second write future in this state machine.
+        let chunk = usize::from(self.chunk_size);
+        loop {
+            let held = usize::from(self.held_len);
+            let piece = if COALESCE > 0 && held > 0 {
+                let take = (COALESCE - held).min(buf.len());
+                // Scratch beyond held_len: counted only once the write below returns.
+                self.held[held..held + take].copy_from_slice(&buf[..take]);
+                &self.held[..(held + take).min(chunk)]
+            } else {
+                &buf[..buf.len().min(chunk)]
+            };
+            let (result, waited) = write_down(pin!(self.inner.write(piece))).await;
+            let n = result?;
+            if held == 0 {
+                self.count_sent(n, waited);
+                return Ok(n);
+            }
+            if n == 0 {
+                return Ok(0);
+            }
+            self.count_sent(n, waited);
+            if n >= held {
+                self.held_len = 0;
+                if n > held {
+                    return Ok(n - held);
+                }
+            } else {
+                self.consume_held(n);
+            }
+        }
     }
 
     async fn flush(&mut self) -> Result<(), Self::Error> {

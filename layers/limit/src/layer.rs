@@ -267,9 +267,10 @@ impl<C: Connection, const N: usize> Limited<C, N> {
     }
 
     /// Before the first byte of a response: the connection needs a request slot. An
-    /// admitted one has it; a waiting one waits for it, at most the queue bound, after
-    /// which the refusal reply is written and the write fails.
-    async fn begin_response(&mut self) -> Result<(), C::Error> {
+    /// admitted one has it; a waiting one waits for it, at most the queue bound. True
+    /// when the response may go; false when it may not (the queue bound passed, or the
+    /// budget closed the connection meanwhile).
+    async fn begin_response(&mut self) -> bool {
         let ticket = self.ticket();
         let mut bound = Timer::after_millis(u64::from(ticket.queue_wait_ms()));
         let granted = poll_fn(|cx| match ticket.begin_response(cx.waker()) {
@@ -285,34 +286,42 @@ impl<C: Connection, const N: usize> Limited<C, N> {
         .await;
         if granted {
             self.phase = Phase::Response;
-            return Ok(());
         }
-        if self.phase == Phase::Request {
-            self.phase = Phase::QueueTimedOut;
-            let reply = ticket.refusal_reply();
-            // Best effort, one write: the send buffer is empty, nothing of the response
-            // went out, and a reply that does not fit is not worth holding the socket.
-            if !reply.is_empty() {
-                let _ = self.inner.write(reply).await;
-            }
-        }
-        Err(self.inner.ended_error(CloseReason::OverBudget))
+        granted
     }
 }
 
 impl<C: Connection, const N: usize> Write for Limited<C, N> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        match self.phase {
+        let (bytes, refused) = match self.phase {
             Phase::Refused | Phase::QueueTimedOut => {
-                Err(self.inner.ended_error(CloseReason::OverBudget))
+                return Err(self.inner.ended_error(CloseReason::OverBudget));
             }
-            Phase::Evicted => Err(self.inner.ended_error(CloseReason::Evicted)),
-            Phase::Displaced => Err(self.inner.ended_error(CloseReason::Reaped(Deadline::Head))),
-            Phase::Request => {
-                self.begin_response().await?;
-                self.inner.write(buf).await
+            Phase::Evicted => return Err(self.inner.ended_error(CloseReason::Evicted)),
+            Phase::Displaced => {
+                return Err(self.inner.ended_error(CloseReason::Reaped(Deadline::Head)));
             }
-            Phase::Response => self.inner.write(buf).await,
+            Phase::Response => (buf, false),
+            Phase::Request => match self.begin_response().await {
+                true => (buf, false),
+                false => {
+                    // Refused after waiting: the refusal reply, then the write fails.
+                    self.phase = Phase::QueueTimedOut;
+                    (self.ticket().refusal_reply(), true)
+                }
+            },
+        };
+        // One write below for the response and for the refusal reply: each await of it
+        // would hold a whole write of the layers below in this state machine. The reply
+        // is best effort, one write: the send buffer is empty, nothing of the response
+        // went out, and a reply that does not fit is not worth holding the socket.
+        let written = match (refused, bytes.is_empty()) {
+            (true, true) => Ok(0),
+            _ => self.inner.write(bytes).await,
+        };
+        match refused {
+            false => written,
+            true => Err(self.inner.ended_error(CloseReason::OverBudget)),
         }
     }
 
