@@ -340,9 +340,16 @@ impl<C: Connection> PicoserveWriter<'_, C> {
 }
 
 impl<C: Connection> picoserve::io::BaseWrite for PicoserveWriter<'_, C> {
+    /// The write of the stream-routed connection, without its state machine (and the
+    /// write half's) in between: one per write of a response body.
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
         self.writing();
-        let result = picoserve::io::BaseWrite::write(&mut self.half, buf).await;
+        let mut turn = self.half.turn().await;
+        let result = match turn.conn().writer() {
+            Ok(conn) => conn.write(buf).await,
+            Err(e) => Err(e),
+        };
+        drop(turn);
         self.io.wrote(&result);
         result
     }
@@ -373,10 +380,12 @@ impl<C: Connection> picoserve::io::Write for PicoserveWriter<'_, C> {
         let output = f(buffer.unfilled());
         let filled = buffer.filled();
         self.writing();
-        let result = self
-            .half
-            .with_conn(async |conn: &mut StreamRouted<C>| conn.write_all(filled).await)
-            .await;
+        let mut turn = self.half.turn().await;
+        let result = match turn.conn().writer() {
+            Ok(conn) => conn.write_all(filled).await,
+            Err(e) => Err(e),
+        };
+        drop(turn);
         self.io.wrote(&result);
         result.map(|()| output)
     }

@@ -95,6 +95,13 @@ impl<C: Connection> Shared<C> {
         .await
     }
 
+    /// The writer's turn at once, when the connection is free (no read holds it): the
+    /// common case, with no future and no flag to set and clear.
+    fn writer_turn_now(&self) -> Option<Turn<'_, C>> {
+        let conn = self.conn.try_borrow_mut().ok()?;
+        Some(Turn { conn, shared: self })
+    }
+
     /// Waits for the writer's turn, asking a pending read to let go.
     async fn writer_turn(&self) -> Turn<'_, C> {
         // Clears the request if this future is dropped before its turn comes, so the
@@ -126,9 +133,16 @@ impl<C: Connection> Shared<C> {
 
 /// The connection, held by one half; the other half is woken when it is given back,
 /// also when the future holding it is dropped.
-struct Turn<'s, C: Connection> {
+pub(crate) struct Turn<'s, C: Connection> {
     conn: RefMut<'s, C>,
     shared: &'s Shared<C>,
+}
+
+impl<C: Connection> Turn<'_, C> {
+    /// The connection, for the duration of the turn.
+    pub(crate) fn conn(&mut self) -> &mut C {
+        &mut self.conn
+    }
 }
 
 impl<C: Connection> Drop for Turn<'_, C> {
@@ -186,18 +200,21 @@ impl<C: Connection> Read for ReadHalf<'_, C> {
 
 impl<C: Connection> Write for WriteHalf<'_, C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
-        self.shared.writer_turn().await.conn.write(buf).await
+        self.turn().await.conn.write(buf).await
     }
 
     async fn flush(&mut self) -> Result<(), C::Error> {
-        self.shared.writer_turn().await.conn.flush().await
+        self.turn().await.conn.flush().await
     }
 }
 
 impl<C: Connection> WriteHalf<'_, C> {
-    /// Runs `f` with the connection for the duration of one write-like operation.
-    pub(crate) async fn with_conn<R>(&mut self, f: impl AsyncFnOnce(&mut C) -> R) -> R {
-        let mut turn = self.shared.writer_turn().await;
-        f(&mut turn.conn).await
+    /// The connection for one write-like operation: at once when it is free, else once
+    /// a pending read let go of it.
+    pub(crate) async fn turn(&mut self) -> Turn<'_, C> {
+        match self.shared.writer_turn_now() {
+            Some(turn) => turn,
+            None => self.shared.writer_turn().await,
+        }
     }
 }

@@ -181,28 +181,28 @@ impl<C: Connection> ErrorType for StreamRouted<C> {
 
 impl<C: Connection> Read for StreamRouted<C> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        match self.phase {
-            Phase::Refused { .. } => {
-                self.send_refusal().await;
-                return Ok(0);
+        if self.phase == Phase::Responding {
+            self.phase = Phase::Method { len: 0 };
+        }
+        if !matches!(self.phase, Phase::Refused { .. }) {
+            let n = self.inner.read(buf).await?;
+            if self.paths.is_empty()
+                || !matches!(self.phase, Phase::Method { .. } | Phase::Path { .. })
+            {
+                return Ok(n);
             }
-            Phase::Responding => self.phase = Phase::Method { len: 0 },
-            _ => {}
+            self.observe(&buf[..n]);
+            if !matches!(self.phase, Phase::Refused { .. }) {
+                return Ok(n);
+            }
+            // Refused: the server never sees this request. The bytes of it it already
+            // has (a request line split over reads) end in an early EOF, which it
+            // answers with a write that fails.
         }
-        let n = self.inner.read(buf).await?;
-        if self.paths.is_empty() || !matches!(self.phase, Phase::Method { .. } | Phase::Path { .. })
-        {
-            return Ok(n);
-        }
-        self.observe(&buf[..n]);
-        if let Phase::Refused { .. } = self.phase {
-            // The server never sees this request: the bytes of it it already has (a
-            // request line split over reads) end in an early EOF, which it answers
-            // with a write that fails below.
-            self.send_refusal().await;
-            return Ok(0);
-        }
-        Ok(n)
+        // One await of the refusal (each would hold a write of the layers below in this
+        // state machine): what is left of it, then the end of the stream.
+        self.send_refusal().await;
+        Ok(0)
     }
 }
 
@@ -230,8 +230,10 @@ impl<C: Connection> StreamRouted<C> {
     }
 }
 
-impl<C: Connection> Write for StreamRouted<C> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+impl<C: Connection> StreamRouted<C> {
+    /// Before a write: the connection to write to (a response is under way), or the
+    /// error once the stream was refused (its answer is the only response).
+    pub(crate) fn writer(&mut self) -> Result<&mut C, C::Error> {
         match self.phase {
             Phase::Refused { .. } => {
                 return Err(self.inner.ended_error(CloseReason::OverBudget));
@@ -241,7 +243,13 @@ impl<C: Connection> Write for StreamRouted<C> {
             }
             Phase::Responding | Phase::Stream => {}
         }
-        self.inner.write(buf).await
+        Ok(&mut self.inner)
+    }
+}
+
+impl<C: Connection> Write for StreamRouted<C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.writer()?.write(buf).await
     }
 
     async fn flush(&mut self) -> Result<(), Self::Error> {
