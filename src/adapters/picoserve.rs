@@ -344,7 +344,10 @@ impl<C: Connection> picoserve::io::BaseWrite for PicoserveWriter<'_, C> {
     /// write half's) in between: one per write of a response body.
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
         self.writing();
-        let mut turn = self.half.turn().await;
+        let mut turn = match self.half.turn_now() {
+            Some(turn) => turn,
+            None => self.half.turn().await,
+        };
         let result = match turn.conn().writer() {
             Ok(conn) => conn.write(buf).await,
             Err(e) => Err(e),
@@ -380,7 +383,10 @@ impl<C: Connection> picoserve::io::Write for PicoserveWriter<'_, C> {
         let output = f(buffer.unfilled());
         let filled = buffer.filled();
         self.writing();
-        let mut turn = self.half.turn().await;
+        let mut turn = match self.half.turn_now() {
+            Some(turn) => turn,
+            None => self.half.turn().await,
+        };
         let result = match turn.conn().writer() {
             Ok(conn) => conn.write_all(filled).await,
             Err(e) => Err(e),

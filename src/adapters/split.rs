@@ -200,21 +200,36 @@ impl<C: Connection> Read for ReadHalf<'_, C> {
 
 impl<C: Connection> Write for WriteHalf<'_, C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
-        self.turn().await.conn.write(buf).await
+        let mut turn = match self.turn_now() {
+            Some(turn) => turn,
+            None => self.turn().await,
+        };
+        turn.conn.write(buf).await
     }
 
     async fn flush(&mut self) -> Result<(), C::Error> {
-        self.turn().await.conn.flush().await
+        let mut turn = match self.turn_now() {
+            Some(turn) => turn,
+            None => self.turn().await,
+        };
+        turn.conn.flush().await
     }
 }
 
-impl<C: Connection> WriteHalf<'_, C> {
+impl<'s, C: Connection> WriteHalf<'s, C> {
     /// The connection for one write-like operation: at once when it is free, else once
     /// a pending read let go of it.
-    pub(crate) async fn turn(&mut self) -> Turn<'_, C> {
-        match self.shared.writer_turn_now() {
+    pub(crate) async fn turn(&mut self) -> Turn<'s, C> {
+        let shared = self.shared;
+        match shared.writer_turn_now() {
             Some(turn) => turn,
-            None => self.shared.writer_turn().await,
+            None => shared.writer_turn().await,
         }
+    }
+
+    /// The connection at once, when no read holds it; else `None`, and [`Self::turn`]
+    /// waits for it. Apart, so that the common case polls no future.
+    pub(crate) fn turn_now(&self) -> Option<Turn<'s, C>> {
+        self.shared.writer_turn_now()
     }
 }
