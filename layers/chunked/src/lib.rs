@@ -309,7 +309,7 @@ fn write_down<F>(write: Pin<&mut F>) -> WriteDown<'_, F> {
 impl<F: Future> Future for WriteDown<'_, F> {
     type Output = (F::Output, bool);
 
-    #[inline]
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         match this.write.as_mut().poll(cx) {
