@@ -4,7 +4,7 @@
 //! sending one byte every two seconds take every slot of an ESP32 web server, and
 //! every legitimate request after them is refused.
 //!
-//! [`Reaper`] wraps a connection and follows each request by watching the reads and
+//! [`ReaperLayer`] wraps a connection and follows each request by watching the reads and
 //! writes the server makes; it parses nothing but the end of the request head (the
 //! streaming [`scanner`] looks for `\r\n\r\n` across reads). Each wait on the peer gets
 //! the deadline of the phase the connection is in:
@@ -54,12 +54,12 @@
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Deadline, Layer};
-//! use tcp_layers_reaper::{Reaper, ReaperConfig};
+//! use tcp_layers_reaper::{ReaperLayer, ReaperConfig};
 //! use embassy_time::Duration;
 //!
 //! static REAPER: ReaperConfig = ReaperConfig::http().with_idle(Duration::from_secs(2));
 //!
-//! let mut conn = Reaper::new(&REAPER).layer(&mut socket);
+//! let mut conn = ReaperLayer::new(&REAPER).layer(&mut socket);
 //! // ... serve: a read that waited too long returns Ok(0) (the end of the stream), then
 //! if conn.close_reason() == Some(CloseReason::Reaped(Deadline::Idle)) { /* quiet */ }
 //! ```
@@ -129,7 +129,7 @@ const fn to_ms(d: Duration) -> u32 {
 }
 
 /// The deadlines of the reaper. Build one in a `static` with the `const fn`s below and
-/// pass a reference to [`Reaper::new`]; connections keep only the reference.
+/// pass a reference to [`ReaperLayer::new`]; connections keep only the reference.
 ///
 /// Every time limit has millisecond resolution; [`Duration::MAX`] turns it off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,13 +343,13 @@ impl Default for ReaperConfig {
 }
 
 /// The reaper layer: a `Copy` reference to a static [`ReaperConfig`];
-/// [`Layer::layer`] wraps a connection in a [`ReaperConnection`].
+/// [`Layer::layer`] wraps a connection in a [`Reaper`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reaper {
+pub struct ReaperLayer {
     config: &'static ReaperConfig,
 }
 
-impl Reaper {
+impl ReaperLayer {
     /// The layer with the given deadlines.
     pub const fn new(config: &'static ReaperConfig) -> Self {
         Self { config }
@@ -371,17 +371,17 @@ impl Reaper {
     }
 }
 
-impl Default for Reaper {
+impl Default for ReaperLayer {
     fn default() -> Self {
         Self::http()
     }
 }
 
-impl<C: Connection> Layer<C> for Reaper {
-    type Service = ReaperConnection<C>;
+impl<C: Connection> Layer<C> for ReaperLayer {
+    type Service = Reaper<C>;
 
-    fn layer(&self, inner: C) -> ReaperConnection<C> {
-        ReaperConnection::new(inner, self.config)
+    fn layer(&self, inner: C) -> Reaper<C> {
+        Reaper::new(inner, self.config)
     }
 }
 
@@ -411,7 +411,7 @@ pub enum Phase {
 }
 
 /// A connection under the reaper's deadlines. See the crate docs for the phases.
-pub struct ReaperConnection<C> {
+pub struct Reaper<C> {
     inner: C,
     config: &'static ReaperConfig,
     /// When the phase started, in ms (wrapping): the deadlines of `Fresh`, `Head` and
@@ -513,7 +513,7 @@ fn response_kind(first_write: &[u8]) -> Phase {
     }
 }
 
-impl<C: Connection> ReaperConnection<C> {
+impl<C: Connection> Reaper<C> {
     /// Wraps `inner` with the deadlines of `config`; the first-byte deadline starts now.
     pub fn new(inner: C, config: &'static ReaperConfig) -> Self {
         let phase = match config.protocol {
@@ -538,6 +538,11 @@ impl<C: Connection> ReaperConnection<C> {
     /// The wrapped connection, mutably. I/O through it escapes the deadlines.
     pub fn get_mut(&mut self) -> &mut C {
         &mut self.inner
+    }
+
+    /// The wrapped connection, free of the deadlines.
+    pub fn into_inner(self) -> C {
+        self.inner
     }
 
     /// The deadlines this connection applies.
@@ -661,11 +666,11 @@ impl<C: Connection> ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> ErrorType for ReaperConnection<C> {
+impl<C: Connection> ErrorType for Reaper<C> {
     type Error = C::Error;
 }
 
-impl<C: Connection> Read for ReaperConnection<C> {
+impl<C: Connection> Read for Reaper<C> {
     /// Reads under the deadline of the phase. Once a deadline passed: `Ok(0)`, see the
     /// [crate docs](crate).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
@@ -701,7 +706,7 @@ impl<C: Connection> Read for ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> Write for ReaperConnection<C> {
+impl<C: Connection> Write for Reaper<C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         if let Some(err) = self.refusal() {
             return Err(err);
@@ -747,7 +752,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> Connection for ReaperConnection<C> {
+impl<C: Connection> Connection for Reaper<C> {
     tcp_layers_core::delegate_connection!(inner;
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error);

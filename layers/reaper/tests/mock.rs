@@ -9,9 +9,7 @@ use tcp_layers_core::{
     CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, ErrorType, Layer, Read,
     TcpState, Write,
 };
-use tcp_layers_reaper::{
-    Oversize, Phase, Protocol, REPLY_431, Reaper, ReaperConfig, ReaperConnection,
-};
+use tcp_layers_reaper::{Oversize, Phase, Protocol, REPLY_431, Reaper, ReaperConfig, ReaperLayer};
 use tcp_layers_sim::{Duration, Instant, Timer, run};
 
 /// How the mock's flush behaves.
@@ -145,8 +143,8 @@ impl Connection for Mock {
 
 static HTTP: ReaperConfig = ReaperConfig::http();
 
-fn wrap(mock: Mock, config: &'static ReaperConfig) -> ReaperConnection<Mock> {
-    Reaper::new(config).layer(mock)
+fn wrap(mock: Mock, config: &'static ReaperConfig) -> Reaper<Mock> {
+    ReaperLayer::new(config).layer(mock)
 }
 
 /// Virtual time since the simulation started.
@@ -156,7 +154,7 @@ fn elapsed() -> Duration {
 
 /// Reads until the end of the stream or an error; returns the bytes read and when the
 /// reads ended. (The mock's peer never closes: an end comes from the reaper.)
-async fn read_to_end(conn: &mut ReaperConnection<Mock>) -> (usize, Duration) {
+async fn read_to_end(conn: &mut Reaper<Mock>) -> (usize, Duration) {
     let mut buf = [0u8; 512];
     let mut total = 0;
     while let Ok(n) = conn.read(&mut buf).await {
@@ -520,7 +518,7 @@ fn end_prefers_the_reason_a_layer_below_recorded() {
 
 #[test]
 fn the_wrapper_is_small() {
-    let extra = size_of::<ReaperConnection<Mock>>() - size_of::<Mock>();
+    let extra = size_of::<Reaper<Mock>>() - size_of::<Mock>();
     println!("per-connection state beyond the wrapped connection: {extra} bytes");
     // A reference to the config and 8 bytes of state.
     assert!(extra <= size_of::<&ReaperConfig>() + 8);
