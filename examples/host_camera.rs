@@ -308,7 +308,7 @@ async fn read_head<C: Connection>(conn: &mut C, buf: &mut [u8]) -> Result<usize,
     let mut len = 0;
     loop {
         if len == buf.len() {
-            return Err(CloseReason::Reaped(tcp_layers::Deadline::HeadTooLarge));
+            return Err(CloseReason::Reaped(tcp_layers::Deadline::RequestTooLarge));
         }
         match conn.read(&mut buf[len..]).await {
             Ok(0) if len == 0 => return Err(CloseReason::PeerClosed),

@@ -110,7 +110,7 @@ async fn accept_loop<'b, L, H>(
             conn.state(),
             TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
         ) {
-            let reason = conn.close_reason().unwrap_or(CloseReason::LocalClose);
+            let reason = conn.end_reason(CloseReason::LocalClose);
             conn.end(reason).await;
         }
         // The wrapper (and any permit it holds) is dropped here, before the next accept.

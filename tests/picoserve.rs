@@ -665,13 +665,13 @@ fn picoserve_gives_up(config: &'static Config, client: GivesUp) -> (Vec<CloseRea
 }
 
 #[test]
-fn a_picoserve_read_timeout_is_a_reaped_head_not_a_local_error() {
+fn a_picoserve_read_timeout_is_a_reaped_request_not_a_local_error() {
     let (closed, loud) = picoserve_gives_up(&SHORT_READ, GivesUp::HalfAHead);
     println!(
         "picoserve's read_request (1 s) fires before the reaper's head deadline (4 s): \
          closes {closed:?}, warn lines {loud:?}"
     );
-    assert_eq!(closed, [CloseReason::Reaped(Deadline::Head)]);
+    assert_eq!(closed, [CloseReason::Reaped(Deadline::Request)]);
     assert!(loud.is_empty(), "no WARN line: {loud:?}");
 }
 

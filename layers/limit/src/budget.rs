@@ -4,9 +4,9 @@ use core::cell::RefCell;
 use core::task::Waker;
 
 use critical_section::Mutex;
+use embassy_time::Duration;
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{ClassFull, ConnectionClass};
-use embassy_time::Duration;
 
 use crate::BudgetConfig;
 

@@ -156,11 +156,7 @@ impl BudgetConfig {
 
     /// The same budget with another queue bound.
     pub const fn with_queue_wait(self, queue_wait: Duration) -> Self {
-        Self {
-            queue_wait,
-            ..self
-        }
-        .validated()
+        Self { queue_wait, ..self }.validated()
     }
 
     /// The same budget with another minimum age before a request head is displaced.
@@ -198,11 +194,7 @@ impl BudgetConfig {
 
     /// The same budget with another idle grace.
     pub const fn with_idle_grace(self, idle_grace: Duration) -> Self {
-        Self {
-            idle_grace,
-            ..self
-        }
-        .validated()
+        Self { idle_grace, ..self }.validated()
     }
 
     /// The same budget with `reserve` listeners kept free.

@@ -320,7 +320,9 @@ impl<C: Connection, const N: usize> Write for Limit<C, N> {
                 Err(self.inner.ended_error(CloseReason::OverBudget))
             }
             Phase::Evicted => Err(self.inner.ended_error(CloseReason::Evicted)),
-            Phase::Displaced => Err(self.inner.ended_error(CloseReason::Reaped(Deadline::Head))),
+            Phase::Displaced => Err(self
+                .inner
+                .ended_error(CloseReason::Reaped(Deadline::Request))),
             Phase::Request => {
                 self.begin_response().await?;
                 self.inner.write(buf).await
@@ -351,7 +353,7 @@ impl<C: Connection, const N: usize> Connection for Limit<C, N> {
     fn close_reason(&self) -> Option<CloseReason> {
         match self.permit.phase {
             Phase::Evicted => Some(CloseReason::Evicted),
-            Phase::Displaced => Some(CloseReason::Reaped(Deadline::Head)),
+            Phase::Displaced => Some(CloseReason::Reaped(Deadline::Request)),
             Phase::Refused | Phase::QueueTimedOut => Some(CloseReason::OverBudget),
             Phase::Request | Phase::Response => self.inner.close_reason(),
         }
@@ -384,7 +386,7 @@ impl<C: Connection, const N: usize> Connection for Limit<C, N> {
     // reaches the peer; a connection refused at accept (its peer already holds its
     // share) is reset, which frees the socket at once for another device.
     fn end(&mut self, reason: CloseReason) -> impl Future<Output = ()> {
-        let reason = match (self.permit.phase, self.close_reason().unwrap_or(reason)) {
+        let reason = match (self.permit.phase, self.end_reason(reason)) {
             (Phase::QueueTimedOut, _) => CloseReason::LocalClose,
             (_, reason) => reason,
         };

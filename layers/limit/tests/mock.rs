@@ -322,7 +322,7 @@ fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
         }
         assert_eq!(
             slow[0].close_reason(),
-            Some(CloseReason::Reaped(Deadline::Head))
+            Some(CloseReason::Reaped(Deadline::Request))
         );
         assert_eq!(slow[1].close_reason(), None, "only the oldest");
         assert_eq!(BUDGET.stats().displaced, 1);

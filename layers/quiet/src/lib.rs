@@ -426,7 +426,7 @@ impl<C: Connection> Connection for Quiet<C> {
     /// Counts and logs the close (before the inner `end`, so a dropped `end` future
     /// loses nothing), then passes the classified reason inward.
     async fn end(&mut self, reason: CloseReason) {
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         self.count_close(reason);
         self.inner.end(reason).await;
     }

@@ -14,7 +14,7 @@
 //! | new connection | the first byte | `first_byte` (3 s) | `FirstByte` |
 //! | between requests | the next request's first byte | `idle` (5 s) | `Idle` |
 //! | request head | the rest of the head | `head` (4 s, +1 s per 500 B, at most 8 s) | `Head` |
-//! | request head | - | more than `max_head` (4096) bytes | `HeadTooLarge` |
+//! | request head | - | more than `max_head` (4096) bytes | `RequestTooLarge` |
 //! | request body, response | send or receive progress | `stall` (5 s) | `Stall` |
 //!
 //! The phases follow from the I/O pattern: the first read waits for the first byte, the
@@ -103,7 +103,7 @@ pub enum Oversize {
     /// the layer below).
     Reset,
     /// Leave the answer to the server: the read returns the error and
-    /// [`Connection::close_reason`] answers `Reaped(HeadTooLarge)`, but the connection
+    /// [`Connection::close_reason`] answers `Reaped(RequestTooLarge)`, but the connection
     /// is not ended yet; writes still pass (bounded by `stall`), so the server can send
     /// its own 431 and then call [`Connection::end`]. Further reads fail.
     LeaveToServer,
@@ -556,7 +556,7 @@ impl<C: Connection> Reaper<C> {
     }
 
     /// The deadline that ended the connection, if one did. With
-    /// [`Oversize::LeaveToServer`], `Some(HeadTooLarge)` here (or in
+    /// [`Oversize::LeaveToServer`], `Some(RequestTooLarge)` here (or in
     /// [`Connection::close_reason`]) is the server's cue to send its 431.
     pub fn reaped(&self) -> Option<Deadline> {
         self.reaped
@@ -572,7 +572,7 @@ impl<C: Connection> Reaper<C> {
         match self.phase {
             Phase::Fresh => (Deadline::FirstByte, since(c.first_byte_ms)),
             Phase::Idle => (Deadline::Idle, since(c.idle_ms)),
-            Phase::Head => (Deadline::Head, since(c.head_budget_ms(self.head.len()))),
+            Phase::Head => (Deadline::Request, since(c.head_budget_ms(self.head.len()))),
             Phase::Raw => (
                 Deadline::Idle,
                 Budget::FromNow {
@@ -621,7 +621,7 @@ impl<C: Connection> Reaper<C> {
             "reaper: {} deadline passed, ending the connection",
             which.as_str()
         );
-        if which == Deadline::HeadTooLarge {
+        if which == Deadline::RequestTooLarge {
             match self.config.oversize {
                 Oversize::LeaveToServer => return self.inner.ended_error(reason),
                 Oversize::Reply(reply) => self.send_reply(reply).await,
@@ -649,7 +649,7 @@ impl<C: Connection> Reaper<C> {
     /// while the server answers an oversized head itself.
     fn refusal(&self) -> Option<C::Error> {
         let which = self.reaped?;
-        let answering = which == Deadline::HeadTooLarge && self.phase != Phase::Ended;
+        let answering = which == Deadline::RequestTooLarge && self.phase != Phase::Ended;
         (!answering).then(|| self.inner.ended_error(CloseReason::Reaped(which)))
     }
 
@@ -658,7 +658,7 @@ impl<C: Connection> Reaper<C> {
     /// then the error, the server's cue to answer rather than a peer's close.
     fn read_after_reap(&self) -> Result<usize, C::Error> {
         match self.reaped {
-            Some(which @ Deadline::HeadTooLarge) if self.phase != Phase::Ended => {
+            Some(which @ Deadline::RequestTooLarge) if self.phase != Phase::Ended => {
                 Err(self.inner.ended_error(CloseReason::Reaped(which)))
             }
             _ => Ok(0),
@@ -697,7 +697,7 @@ impl<C: Connection> Read for Reaper<C> {
         // state machine, so the two ways to fail share the second.
         let result = within(pin!(self.inner.read(buf)), budget).await;
         let which = match result {
-            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::HeadTooLarge,
+            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::RequestTooLarge,
             Some(result) => return result,
             None => which,
         };
@@ -781,7 +781,7 @@ impl<C: Connection> Connection for Reaper<C> {
         if self.phase == Phase::Ended {
             return;
         }
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         self.inner.end(reason).await;
         self.phase = Phase::Ended;
     }

@@ -239,7 +239,7 @@ fn head_deadline_grows_with_the_bytes_received_up_to_its_cap() {
             assert_eq!(read, head_bytes);
             assert_eq!(
                 conn.close_reason(),
-                Some(CloseReason::Reaped(Deadline::Head))
+                Some(CloseReason::Reaped(Deadline::Request))
             );
             at
         });
@@ -263,7 +263,7 @@ static SERVER_ANSWERS: ReaperConfig = ReaperConfig::http()
 fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
     run(async {
         let long = [b'x'; 65];
-        let too_large = CloseReason::Reaped(Deadline::HeadTooLarge);
+        let too_large = CloseReason::Reaped(Deadline::RequestTooLarge);
 
         let mut conn = wrap(Mock::new().arrive(0, &long), &REPLY);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
@@ -279,7 +279,7 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
         let mut conn = wrap(Mock::new().arrive(0, &long), &SERVER_ANSWERS);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert_eq!(conn.close_reason(), Some(too_large));
-        assert_eq!(conn.reaped(), Some(Deadline::HeadTooLarge));
+        assert_eq!(conn.reaped(), Some(Deadline::RequestTooLarge));
         assert!(conn.get_ref().ends.is_empty(), "left open for the server");
         conn.write_all(b"HTTP/1.1 431 Too Large\r\n\r\n")
             .await

@@ -324,7 +324,7 @@ impl<C: Connection> Connection for TimeWait<C> {
     /// recorded ([`Connection::close_reason`]) wins over `reason`. When this returns the
     /// socket holds no connection.
     async fn end(&mut self, reason: CloseReason) {
-        let reason = self.inner.close_reason().unwrap_or(reason);
+        let reason = self.inner.end_reason(reason);
         let started = Instant::now();
         let deadline =
             (reason.is_orderly() && self.linger_ms != 0).then(|| started + self.linger());
