@@ -5,12 +5,13 @@
 //!
 //! | layer | fixes |
 //! |---|---|
-//! | [`Quiet`] | browser cancels logged at error level bury real faults; counters per close reason |
-//! | [`NoDelay`] | Nagle holds the body until the head is ACKed |
+//! | [`QuietLayer`] | browser cancels logged at error level bury real faults; counters per close reason |
+//! | [`NoDelayLayer`] | Nagle holds the body until the head is ACKed |
 //! | [`ChunkedLayer`] | one 160 kB send starves other tasks; no "sent X of Y" on a cancel |
-//! | [`Limit`] | idle keep-alive sockets lock out a second device; streams eat page slots; accept loops that die |
-//! | [`Reaper`] | slowloris, stalled readers and vanished peers hold slots forever |
-//! | [`TimeWait`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
+//! | [`LimitLayer`] | idle keep-alive sockets lock out a second device; streams eat page slots; accept loops that die |
+//! | [`ReaperLayer`] | slowloris, stalled readers and vanished peers hold slots forever |
+//! | [`TimeWaitLayer`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
+//! | [`StreamPathsLayer`] | SSE and WebSocket requests counted as page loads (the server cannot call `set_class`) |
 //! | [`Pool`] | a shared scratch buffer corrupts concurrent responses |
 //!
 //! [`default_stack`] puts every connection layer in the order that makes them compose;
@@ -27,42 +28,30 @@ pub use tcp_layers_core::{
 
 #[cfg(feature = "chunked")]
 pub use tcp_layers_chunked::{self as chunked, Chunked, ChunkedLayer, ResponseProgress};
+#[cfg(feature = "http")]
+pub use tcp_layers_http::{self as http, StreamPaths, StreamPathsLayer};
 #[cfg(feature = "limit")]
 pub use tcp_layers_limit::{
-    self as limit, AcceptLoop, Backoff, Budget, BudgetConfig, Limit, Limited, profile,
+    self as limit, AcceptLoop, Backoff, Budget, BudgetConfig, Limit, LimitLayer, profile,
 };
 #[cfg(feature = "nodelay")]
-pub use tcp_layers_nodelay::{self as nodelay, Nagle, NoDelay};
+pub use tcp_layers_nodelay::{self as nodelay, Nagle, NoDelay, NoDelayLayer};
 #[cfg(feature = "pool")]
 pub use tcp_layers_pool::{self as pool, Buf, Pool};
 #[cfg(feature = "quiet")]
-pub use tcp_layers_quiet::{self as quiet, CounterSnapshot, Counters, Quiet, QuietConfig};
+pub use tcp_layers_quiet::{
+    self as quiet, CounterSnapshot, Counters, Quiet, QuietConfig, QuietLayer,
+};
 #[cfg(feature = "reaper")]
-pub use tcp_layers_reaper::{self as reaper, Reaper, ReaperConfig};
+pub use tcp_layers_reaper::{self as reaper, Reaper, ReaperConfig, ReaperLayer};
 #[cfg(feature = "timewait")]
-pub use tcp_layers_timewait::{self as timewait, TimeWait};
+pub use tcp_layers_timewait::{self as timewait, TimeWait, TimeWaitLayer};
 
 #[cfg(feature = "sim")]
 pub use tcp_layers_sim as sim;
 
 mod builder;
 pub use builder::ConnectionBuilder;
-
-#[cfg(feature = "limit")]
-/// The answer to an HTTP request the budget refuses after it waited for a request slot
-/// longer than the queue bound: `503 Service Unavailable`, `Retry-After: 1`, empty,
-/// closing. Pass it to [`BudgetConfig::with_refusal_reply`](tcp_layers_limit::BudgetConfig::with_refusal_reply)
-/// for an HTTP server (`tcp-layers-limit` knows TCP, not HTTP):
-///
-/// ```
-/// use tcp_layers::{Budget, HTTP_503_REPLY, profile};
-/// static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3.with_refusal_reply(HTTP_503_REPLY));
-/// ```
-///
-/// One second: a request waits for a slot only while the device serves as many requests
-/// as it can, which lasts a response time, not minutes.
-pub const HTTP_503_REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Retry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 #[cfg(feature = "default-stack")]
 mod stack;
@@ -80,8 +69,6 @@ mod serve;
 #[cfg(all(feature = "limit", feature = "embassy-net"))]
 pub use serve::{Buffers, ServeConfig, serve};
 
-#[cfg(any(feature = "picoserve", feature = "edge-nal"))]
-pub mod adapters;
 pub mod guide;
 
 /// The names most servers need, in one `use`.
@@ -93,17 +80,17 @@ pub mod prelude {
         CloseReason, Connection, ConnectionClass, Deadline, Layer, Read, TcpState, Write,
     };
     #[cfg(feature = "limit")]
-    pub use tcp_layers_limit::{AcceptLoop, Budget, Limit, profile};
+    pub use tcp_layers_limit::{AcceptLoop, Budget, LimitLayer, profile};
     #[cfg(feature = "nodelay")]
-    pub use tcp_layers_nodelay::NoDelay;
+    pub use tcp_layers_nodelay::NoDelayLayer;
     #[cfg(feature = "pool")]
     pub use tcp_layers_pool::Pool;
     #[cfg(feature = "quiet")]
-    pub use tcp_layers_quiet::{Counters, Quiet};
+    pub use tcp_layers_quiet::{Counters, QuietLayer};
     #[cfg(feature = "reaper")]
-    pub use tcp_layers_reaper::{Reaper, ReaperConfig};
+    pub use tcp_layers_reaper::{ReaperConfig, ReaperLayer};
     #[cfg(feature = "timewait")]
-    pub use tcp_layers_timewait::TimeWait;
+    pub use tcp_layers_timewait::TimeWaitLayer;
 
     #[cfg(feature = "default-stack")]
     pub use crate::default_stack;

@@ -10,8 +10,8 @@ use std::task::{Poll, Waker};
 use picoserve::response::sse::{EventSource, EventStream, EventWriter};
 use picoserve::routing::{PathRouter, get, parse_path_segment};
 use picoserve::{Config, Router, Timeouts};
-use tcp_layers::adapters::picoserve::PicoserveSocket;
 use tcp_layers::{Budget, CloseReason, Counters, DefaultStack, Layer, default_stack, profile};
+use tcp_layers_picoserve::PicoserveSocket;
 use tcp_layers_sim::embassy_net::Stack as NetStack;
 use tcp_layers_sim::embassy_net::tcp::TcpSocket;
 use tcp_layers_sim::responder::{self, Routes};
@@ -41,8 +41,8 @@ pub static COUNTERS: Counters = Counters::new();
 /// and 6 requests, 1 listener kept free.
 pub static BUDGET: Budget<SOCKETS> = Budget::new(profile::ESP32_S3);
 
-/// The facade's default stack over the showcase's statics, outermost first: Quiet,
-/// Limit, Reaper (HTTP), TimeWait, Chunked, NoDelay, each with its defaults.
+/// The facade's default stack over the showcase's statics, outermost first: QuietLayer,
+/// LimitLayer, ReaperLayer (HTTP), TimeWaitLayer, Chunked, NoDelayLayer, each with its defaults.
 pub fn layers() -> DefaultStack<SOCKETS> {
     default_stack(&COUNTERS, &BUDGET)
 }

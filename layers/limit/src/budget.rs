@@ -4,6 +4,7 @@ use core::cell::RefCell;
 use core::task::Waker;
 
 use critical_section::Mutex;
+use embassy_time::Duration;
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{ClassFull, ConnectionClass};
 
@@ -350,7 +351,7 @@ impl<const N: usize> Table<N> {
             .enumerate()
             .filter(|(i, s)| *i != except && matches!(s.use_, SlotUse::Head { .. }))
             .map(|(_, s)| s)
-            .filter(|s| now.wrapping_sub(s.since_ms) >= config.displace_after_ms)
+            .filter(|s| now.wrapping_sub(s.since_ms) >= config.displace_after.as_millis() as u32)
             .max_by_key(|s| (now.wrapping_sub(s.since_ms), u32::MAX - s.order));
         if let Some(slot) = oldest {
             slot.use_ = SlotUse::Evicted;
@@ -613,13 +614,13 @@ pub(crate) enum ResponseSlot {
 
 impl<const N: usize> Ticket<N> {
     /// The budget's idle grace.
-    pub(crate) fn idle_grace_ms(&self) -> u32 {
-        self.budget.config.idle_grace_ms
+    pub(crate) fn idle_grace(&self) -> Duration {
+        self.budget.config.idle_grace
     }
 
     /// How long a response may wait for a request slot.
-    pub(crate) fn queue_wait_ms(&self) -> u32 {
-        self.budget.config.queue_wait_ms
+    pub(crate) fn queue_wait(&self) -> Duration {
+        self.budget.config.queue_wait
     }
 
     /// The bytes a connection refused after queueing is answered with.

@@ -4,9 +4,9 @@
 //! sending one byte every two seconds take every slot of an ESP32 web server, and
 //! every legitimate request after them is refused.
 //!
-//! [`Reaper`] wraps a connection and follows each request by watching the reads and
+//! [`ReaperLayer`] wraps a connection and follows each request by watching the reads and
 //! writes the server makes; it parses nothing but the end of the request head (the
-//! streaming [`scanner`] looks for `\r\n\r\n` across reads). Each wait on the peer gets
+//! streaming [`HeadScanner`] of `tcp-layers-http` looks for `\r\n\r\n` across reads). Each wait on the peer gets
 //! the deadline of the phase the connection is in:
 //!
 //! | phase | the server waits for | deadline (default) | [`Deadline`] |
@@ -14,7 +14,7 @@
 //! | new connection | the first byte | `first_byte` (3 s) | `FirstByte` |
 //! | between requests | the next request's first byte | `idle` (5 s) | `Idle` |
 //! | request head | the rest of the head | `head` (4 s, +1 s per 500 B, at most 8 s) | `Head` |
-//! | request head | - | more than `max_head` (4096) bytes | `HeadTooLarge` |
+//! | request head | - | more than `max_head` (4096) bytes | `RequestTooLarge` |
 //! | request body, response | send or receive progress | `stall` (5 s) | `Stall` |
 //!
 //! The phases follow from the I/O pattern: the first read waits for the first byte, the
@@ -54,12 +54,12 @@
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Deadline, Layer};
-//! use tcp_layers_reaper::{Reaper, ReaperConfig};
+//! use tcp_layers_reaper::{ReaperLayer, ReaperConfig};
 //! use embassy_time::Duration;
 //!
 //! static REAPER: ReaperConfig = ReaperConfig::http().with_idle(Duration::from_secs(2));
 //!
-//! let mut conn = Reaper::new(&REAPER).layer(&mut socket);
+//! let mut conn = ReaperLayer::new(&REAPER).layer(&mut socket);
 //! // ... serve: a read that waited too long returns Ok(0) (the end of the stream), then
 //! if conn.close_reason() == Some(CloseReason::Reaped(Deadline::Idle)) { /* quiet */ }
 //! ```
@@ -77,8 +77,10 @@ use tcp_layers_core::{
     emit_log,
 };
 
-pub mod scanner;
-use scanner::{HeadScanner, Scan};
+use tcp_layers_http::head::{self, HeadScanner, Scan};
+use tcp_layers_http::response::{ResponseKind, response_kind};
+
+pub use tcp_layers_http::reply::REPLY_431;
 
 /// The protocol a connection speaks, which decides the deadlines that apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,16 +105,11 @@ pub enum Oversize {
     /// the layer below).
     Reset,
     /// Leave the answer to the server: the read returns the error and
-    /// [`Connection::close_reason`] answers `Reaped(HeadTooLarge)`, but the connection
+    /// [`Connection::close_reason`] answers `Reaped(RequestTooLarge)`, but the connection
     /// is not ended yet; writes still pass (bounded by `stall`), so the server can send
     /// its own 431 and then call [`Connection::end`]. Further reads fail.
     LeaveToServer,
 }
-
-/// The response [`Oversize::Reply`] sends by default: `431 Request Header Fields Too
-/// Large` with an empty body, closing.
-pub const REPLY_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
-Content-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// A time limit of the configuration, in milliseconds; `u32::MAX` is "never".
 const NEVER_MS: u32 = u32::MAX;
@@ -129,7 +126,7 @@ const fn to_ms(d: Duration) -> u32 {
 }
 
 /// The deadlines of the reaper. Build one in a `static` with the `const fn`s below and
-/// pass a reference to [`Reaper::new`]; connections keep only the reference.
+/// pass a reference to [`ReaperLayer::new`]; connections keep only the reference.
 ///
 /// Every time limit has millisecond resolution; [`Duration::MAX`] turns it off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,11 +247,11 @@ impl ReaperConfig {
     }
 
     /// The largest head accepted, in bytes, terminator included; at most
-    /// [`MAX_HEAD_LIMIT`](scanner::MAX_HEAD_LIMIT) (16383), a larger value is taken as
+    /// [`MAX_HEAD_LIMIT`](head::MAX_HEAD_LIMIT) (16383), a larger value is taken as
     /// that.
     pub const fn with_max_head(mut self, bytes: u16) -> Self {
-        self.max_head = if bytes > scanner::MAX_HEAD_LIMIT {
-            scanner::MAX_HEAD_LIMIT
+        self.max_head = if bytes > head::MAX_HEAD_LIMIT {
+            head::MAX_HEAD_LIMIT
         } else {
             bytes
         };
@@ -343,13 +340,13 @@ impl Default for ReaperConfig {
 }
 
 /// The reaper layer: a `Copy` reference to a static [`ReaperConfig`];
-/// [`Layer::layer`] wraps a connection in a [`ReaperConnection`].
+/// [`Layer::layer`] wraps a connection in a [`Reaper`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reaper {
+pub struct ReaperLayer {
     config: &'static ReaperConfig,
 }
 
-impl Reaper {
+impl ReaperLayer {
     /// The layer with the given deadlines.
     pub const fn new(config: &'static ReaperConfig) -> Self {
         Self { config }
@@ -371,17 +368,17 @@ impl Reaper {
     }
 }
 
-impl Default for Reaper {
+impl Default for ReaperLayer {
     fn default() -> Self {
         Self::http()
     }
 }
 
-impl<C: Connection> Layer<C> for Reaper {
-    type Service = ReaperConnection<C>;
+impl<C: Connection> Layer<C> for ReaperLayer {
+    type Service = Reaper<C>;
 
-    fn layer(&self, inner: C) -> ReaperConnection<C> {
-        ReaperConnection::new(inner, self.config)
+    fn layer(&self, inner: C) -> Reaper<C> {
+        Reaper::new(inner, self.config)
     }
 }
 
@@ -411,7 +408,7 @@ pub enum Phase {
 }
 
 /// A connection under the reaper's deadlines. See the crate docs for the phases.
-pub struct ReaperConnection<C> {
+pub struct Reaper<C> {
     inner: C,
     config: &'static ReaperConfig,
     /// When the phase started, in ms (wrapping): the deadlines of `Fresh`, `Head` and
@@ -503,17 +500,16 @@ impl<F: Future> Future for Within<'_, F> {
     }
 }
 
-/// What the first bytes of a response say about the connection after it.
-fn response_kind(first_write: &[u8]) -> Phase {
-    // "HTTP/1.1 101 ...": the status code is at offset 9.
-    match (first_write.get(..7), first_write.get(9..12)) {
-        (Some(b"HTTP/1."), Some(b"101")) => Phase::Stream,
-        (Some(b"HTTP/1."), Some([b'1', _, _])) => Phase::Interim,
-        _ => Phase::Response,
+/// The phase after a response's first write.
+fn phase_after(first_write: &[u8]) -> Phase {
+    match response_kind(first_write) {
+        ResponseKind::SwitchingProtocols => Phase::Stream,
+        ResponseKind::Interim => Phase::Interim,
+        ResponseKind::Final => Phase::Response,
     }
 }
 
-impl<C: Connection> ReaperConnection<C> {
+impl<C: Connection> Reaper<C> {
     /// Wraps `inner` with the deadlines of `config`; the first-byte deadline starts now.
     pub fn new(inner: C, config: &'static ReaperConfig) -> Self {
         let phase = match config.protocol {
@@ -540,6 +536,11 @@ impl<C: Connection> ReaperConnection<C> {
         &mut self.inner
     }
 
+    /// The wrapped connection, free of the deadlines.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
     /// The deadlines this connection applies.
     pub fn config(&self) -> &'static ReaperConfig {
         self.config
@@ -551,7 +552,7 @@ impl<C: Connection> ReaperConnection<C> {
     }
 
     /// The deadline that ended the connection, if one did. With
-    /// [`Oversize::LeaveToServer`], `Some(HeadTooLarge)` here (or in
+    /// [`Oversize::LeaveToServer`], `Some(RequestTooLarge)` here (or in
     /// [`Connection::close_reason`]) is the server's cue to send its 431.
     pub fn reaped(&self) -> Option<Deadline> {
         self.reaped
@@ -567,7 +568,7 @@ impl<C: Connection> ReaperConnection<C> {
         match self.phase {
             Phase::Fresh => (Deadline::FirstByte, since(c.first_byte_ms)),
             Phase::Idle => (Deadline::Idle, since(c.idle_ms)),
-            Phase::Head => (Deadline::Head, since(c.head_budget_ms(self.head.len()))),
+            Phase::Head => (Deadline::Request, since(c.head_budget_ms(self.head.len()))),
             Phase::Raw => (
                 Deadline::Idle,
                 Budget::FromNow {
@@ -610,7 +611,7 @@ impl<C: Connection> ReaperConnection<C> {
     /// wins) and gives the error the waiting call returns.
     async fn reap(&mut self, which: Deadline) -> C::Error {
         let which = self.note_reaped(which);
-        if which == Deadline::HeadTooLarge {
+        if which == Deadline::RequestTooLarge {
             match self.config.oversize {
                 Oversize::LeaveToServer => {
                     return self.inner.ended_error(CloseReason::Reaped(which));
@@ -663,7 +664,7 @@ impl<C: Connection> ReaperConnection<C> {
     /// while the server answers an oversized head itself.
     fn refusal(&self) -> Option<C::Error> {
         let which = self.reaped?;
-        let answering = which == Deadline::HeadTooLarge && self.phase != Phase::Ended;
+        let answering = which == Deadline::RequestTooLarge && self.phase != Phase::Ended;
         (!answering).then(|| self.inner.ended_error(CloseReason::Reaped(which)))
     }
 
@@ -672,7 +673,7 @@ impl<C: Connection> ReaperConnection<C> {
     /// then the error, the server's cue to answer rather than a peer's close.
     fn read_after_reap(&self) -> Result<usize, C::Error> {
         match self.reaped {
-            Some(which @ Deadline::HeadTooLarge) if self.phase != Phase::Ended => {
+            Some(which @ Deadline::RequestTooLarge) if self.phase != Phase::Ended => {
                 Err(self.inner.ended_error(CloseReason::Reaped(which)))
             }
             _ => Ok(0),
@@ -680,11 +681,11 @@ impl<C: Connection> ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> ErrorType for ReaperConnection<C> {
+impl<C: Connection> ErrorType for Reaper<C> {
     type Error = C::Error;
 }
 
-impl<C: Connection> Read for ReaperConnection<C> {
+impl<C: Connection> Read for Reaper<C> {
     /// Reads under the deadline of the phase. Once a deadline passed: `Ok(0)`, see the
     /// [crate docs](crate).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
@@ -711,7 +712,7 @@ impl<C: Connection> Read for ReaperConnection<C> {
         // state machine, so the two ways to fail share the second.
         let result = within(pin!(self.inner.read(buf)), budget).await;
         let which = match result {
-            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::HeadTooLarge,
+            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::RequestTooLarge,
             Some(result) => return result,
             None => which,
         };
@@ -720,7 +721,7 @@ impl<C: Connection> Read for ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> Write for ReaperConnection<C> {
+impl<C: Connection> Write for Reaper<C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         if let Some(err) = self.refusal() {
             return Err(err);
@@ -730,7 +731,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
             Phase::Fresh | Phase::Head | Phase::Request | Phase::Interim | Phase::Idle
         ) && !buf.is_empty()
         {
-            self.phase = response_kind(buf);
+            self.phase = phase_after(buf);
         }
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,
@@ -766,7 +767,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> Connection for ReaperConnection<C> {
+impl<C: Connection> Connection for Reaper<C> {
     tcp_layers_core::delegate_connection!(inner;
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error);
@@ -795,7 +796,7 @@ impl<C: Connection> Connection for ReaperConnection<C> {
         if self.phase == Phase::Ended {
             return;
         }
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         self.inner.end(reason).await;
         self.phase = Phase::Ended;
     }

@@ -11,9 +11,10 @@ use log::debug;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
     Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, DefaultStack,
-    HTTP_503_REPLY, Limit, NoDelay, Pool, Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait,
-    adapters::picoserve::PicoserveSocket, serve,
+    LimitLayer, NoDelayLayer, Pool, QuietLayer, ReaperConfig, ReaperLayer, ServeConfig,
+    TimeWaitLayer, serve,
 };
+use tcp_layers_picoserve::PicoserveSocket;
 
 use crate::{routes, stats};
 
@@ -74,7 +75,7 @@ impl<const N: usize> Resources<N> {
     /// budget refuses is answered `503 Service Unavailable`.
     pub const fn new(profile: BudgetConfig) -> Self {
         Self {
-            budget: Budget::new(profile.with_refusal_reply(HTTP_503_REPLY)),
+            budget: Budget::new(profile.with_refusal_reply(tcp_layers::http::reply::REPLY_503)),
             http_buffers: Pool::new(),
         }
     }
@@ -95,12 +96,12 @@ pub async fn serve_layered<const N: usize>(
 pub(crate) fn layers<const N: usize>(resources: &'static Resources<N>) -> DefaultStack<N> {
     // Outermost first: one line per layer.
     ConnectionBuilder::new()
-        .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
-        .layer(Limit::new(&resources.budget)) // budget per class, evicts idle keep-alive
-        .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
-        .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
+        .layer(QuietLayer::new(&CLOSES)) // one log line per close at its level; counters
+        .layer(LimitLayer::new(&resources.budget)) // budget per class, evicts idle keep-alive
+        .layer(ReaperLayer::new(&DEADLINES)) // idle, slowloris, stalled readers
+        .layer(TimeWaitLayer::new()) // bounded close, then RST: no lingering slots
         .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
-        .layer(NoDelay::new()) // Nagle off: the body follows the head at once
+        .layer(NoDelayLayer::new()) // Nagle off: the body follows the head at once
 }
 
 /// The same server on the bare socket: what the layers change is the difference.

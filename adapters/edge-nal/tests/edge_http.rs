@@ -13,14 +13,12 @@ use edge_http::io::Error as HttpError;
 use edge_http::io::server::{Connection as HttpConnection, Handler, Server};
 use edge_nal::{Readable, TcpSplit};
 use embedded_io_async::{Read, Write};
-use tcp_layers::adapters::edge_nal::{
-    EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer,
-};
 use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
-    Layer, Quiet, default_stack,
+    Layer, QuietLayer, default_stack,
 };
-use tcp_layers_nodelay::NoDelay;
+use tcp_layers_edge_nal::{EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer};
+use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
 use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, client, run, server, spawn};
@@ -87,8 +85,8 @@ fn spawn_edge_http<L, const P: usize, const N: usize>(
 ) -> tcp_layers_sim::JoinHandle<()>
 where
     L: 'static,
-    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>,
-    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>>::Service:
+    L: for<'a> tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     spawn_edge_http_with::<L, P, N>(stack, layers, None, &[])
@@ -104,8 +102,8 @@ fn spawn_edge_http_with<L, const P: usize, const N: usize>(
 ) -> tcp_layers_sim::JoinHandle<()>
 where
     L: 'static,
-    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>,
-    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>>::Service:
+    L: for<'a> tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     let buffers: &'static mut [SocketBuffers<RxBuffer<2048>, TxBuffer<8192>>; N] =
@@ -126,8 +124,8 @@ fn an_unchanged_edge_http_server_answers_over_the_layered_acceptor() {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let layers = ConnectionBuilder::new()
-            .layer(tcp_layers_timewait::TimeWait::new())
-            .layer(NoDelay::new());
+            .layer(tcp_layers_timewait::TimeWaitLayer::new())
+            .layer(NoDelayLayer::new());
         spawn_edge_http::<_, 4, 4>(device.stack, layers);
 
         let browser = net.client();
@@ -212,8 +210,8 @@ fn the_acceptor_waits_instead_of_failing_when_every_socket_is_held() {
 fn tail_us<L>(layers: L) -> u64
 where
     L: 'static,
-    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, 2>>,
-    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, 2>>>::Service:
+    L: for<'a> tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, 2>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, 2>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     run(async move {
@@ -233,12 +231,12 @@ where
 #[test]
 fn nodelay_through_edge_http_sends_the_last_short_segment_at_once() {
     let nagle = tail_us(Identity);
-    let nodelay = tail_us(ConnectionBuilder::new().layer(NoDelay::new()));
+    let nodelay = tail_us(ConnectionBuilder::new().layer(NoDelayLayer::new()));
     // 3 segments of headers + 3.1 kB at 10 Mbit/s: about 2.6 ms on the wire.
     let ideal_us = 20_000 + 2_600;
     println!(
         "edge-http GET /tail (3000 B), 20 ms RTT, request to last byte: Nagle on {} ms, \
-         NoDelay layer {} ms (RTT + serialization about {} ms)",
+         NoDelayLayer layer {} ms (RTT + serialization about {} ms)",
         nagle as f64 / 1000.0,
         nodelay as f64 / 1000.0,
         ideal_us as f64 / 1000.0
@@ -368,7 +366,7 @@ fn a_keep_alive_shorter_than_the_reapers_idle_lets_edge_http_close_first() {
 
 /// A layer that has already ended the connection (as a budget that refused it does)
 /// and whose reads fail.
-#[path = "common/ended.rs"]
+#[path = "../../test-support/ended.rs"]
 mod ended;
 use ended::AlreadyEnded;
 
@@ -419,11 +417,14 @@ fn a_connection_a_layer_ended_reaches_edge_http_as_the_end_of_the_stream() {
     static COUNTERS: Counters = Counters::new();
     let ended = edge_reads(
         ConnectionBuilder::new()
-            .layer(Quiet::new(&COUNTERS))
+            .layer(QuietLayer::new(&COUNTERS))
             .layer(AlreadyEnded),
         false,
     );
-    let reset = edge_reads(ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)), true);
+    let reset = edge_reads(
+        ConnectionBuilder::new().layer(QuietLayer::new(&COUNTERS)),
+        true,
+    );
     println!("readable, read, split read: layer ended {ended:?}; peer reset {reset:?}");
     assert_eq!(ended, [Ok(1), Ok(0), Ok(0)]);
     assert!(reset.iter().all(Result::is_err), "{reset:?}");
