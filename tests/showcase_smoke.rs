@@ -285,3 +285,23 @@ fn slowloris_first_second_raw_serves_nothing_picoserve_after_its_read_timeout() 
         assert_eq!(value(&figures, variant, "legit_attempts"), Some(24.0));
     }
 }
+
+/// `--serve-frames <variant>`, the run `examples/showcase/callgrind.sh` counts the
+/// instructions of: every variant alone serves all 50 frames (a missing frame makes the
+/// figure `None` and the run fail), and the line it prints has the documented shape.
+#[test]
+fn serve_frames_serves_every_frame_on_every_variant() {
+    probes::install_logger();
+    for variant in Variant::ALL {
+        let figure = {
+            let _turn = scenarios_one_at_a_time();
+            scenarios::serve_frames(variant)
+        };
+        let line = figure.json();
+        println!("{line}");
+        assert!(figure.value.is_some(), "{line}: a frame was missing");
+        let fields = parse_object(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["scenario", "variant", "metric", "value", "unit"]);
+    }
+}
