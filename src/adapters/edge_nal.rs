@@ -106,7 +106,7 @@ use embassy_time::{Duration, Timer};
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{
     ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, SocketAddr,
-    TcpState, Unsupported, Write, emit_log,
+    TcpState, Unsupported, Write,
 };
 
 use super::split::{ReadHalf, Shared, WriteHalf};
@@ -358,7 +358,7 @@ where
                 drop(slot);
                 let consecutive = self.accept_errors.get().saturating_add(1);
                 self.accept_errors.set(consecutive);
-                emit_log!(warn, "accept error {:?}, retrying", error);
+                warn!("accept error {:?}, retrying", error);
                 event::emit(Event::AcceptError {
                     consecutive,
                     backoff_ms: backoff.as_millis() as u32,

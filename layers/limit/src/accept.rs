@@ -108,11 +108,9 @@ impl AcceptLoop {
                     self.consecutive = self.consecutive.saturating_add(1);
                     self.failures = self.failures.saturating_add(1);
                     let backoff_ms = self.backoff.delay_ms(self.consecutive);
-                    tcp_layers_core::emit_log!(
-                        warn,
+                    warn!(
                         "accept failed ({} in a row), retrying in {} ms",
-                        self.consecutive,
-                        backoff_ms
+                        self.consecutive, backoff_ms
                     );
                     event::emit(Event::AcceptError {
                         consecutive: self.consecutive,

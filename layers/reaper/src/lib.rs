@@ -74,8 +74,10 @@ use core::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use tcp_layers_core::{
     ClassFull, CloseReason, Connection, ConnectionClass, Deadline, ErrorType, Layer, Read, Write,
-    emit_log,
 };
+
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
 
 pub mod scanner;
 use scanner::{HeadScanner, Scan};
@@ -611,8 +613,7 @@ impl<C: Connection> ReaperConnection<C> {
     async fn reap(&mut self, which: Deadline) -> C::Error {
         let which = *self.reaped.get_or_insert(which);
         let reason = CloseReason::Reaped(which);
-        emit_log!(
-            debug,
+        debug!(
             "reaper: {} deadline passed, ending the connection",
             which.as_str()
         );
