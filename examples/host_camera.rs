@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use tcp_layers::core::tokio_stream::TokioStream;
 use tcp_layers::{CloseReason, Connection, ConnectionBuilder, ConnectionClass};
 use tcp_layers_chunked::ChunkedLayer;
-use tcp_layers_limit::{AcceptLoop, Backoff, Budget, BudgetConfig, Limit};
-use tcp_layers_nodelay::NoDelay;
-use tcp_layers_quiet::{Counters, Quiet};
-use tcp_layers_reaper::{Reaper, ReaperConfig};
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_limit::{AcceptLoop, Backoff, Budget, BudgetConfig, LimitLayer};
+use tcp_layers_nodelay::NoDelayLayer;
+use tcp_layers_quiet::{Counters, QuietLayer};
+use tcp_layers_reaper::{ReaperConfig, ReaperLayer};
+use tcp_layers_timewait::TimeWaitLayer;
 use tokio::net::TcpListener;
 
 #[path = "support/jpeg.rs"]
@@ -229,14 +229,14 @@ async fn serve(options: Options) {
         embassy_time::Duration::from_millis(options.stall.as_millis() as u64),
     )));
     let layers = ConnectionBuilder::new()
-        .layer(Quiet::new(&COUNTERS))
-        .layer(Limit::new(budget))
-        .layer(Reaper::new(reaper))
-        .layer(TimeWait::with_linger(embassy_time::Duration::from_millis(
-            options.linger.as_millis() as u64,
-        )))
+        .layer(QuietLayer::new(&COUNTERS))
+        .layer(LimitLayer::new(budget))
+        .layer(ReaperLayer::new(reaper))
+        .layer(TimeWaitLayer::with_linger(
+            embassy_time::Duration::from_millis(options.linger.as_millis() as u64),
+        ))
         .layer(ChunkedLayer::new().with_chunk_size(options.chunk))
-        .layer(NoDelay::new());
+        .layer(NoDelayLayer::new());
     let options = Rc::new(options);
 
     if options.status_line {
@@ -308,7 +308,7 @@ async fn read_head<C: Connection>(conn: &mut C, buf: &mut [u8]) -> Result<usize,
     let mut len = 0;
     loop {
         if len == buf.len() {
-            return Err(CloseReason::Reaped(tcp_layers::Deadline::HeadTooLarge));
+            return Err(CloseReason::Reaped(tcp_layers::Deadline::RequestTooLarge));
         }
         match conn.read(&mut buf[len..]).await {
             Ok(0) if len == 0 => return Err(CloseReason::PeerClosed),

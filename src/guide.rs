@@ -29,7 +29,7 @@
 //! }
 //!
 //! // Any other order or subset is a `ConnectionBuilder`, top to bottom:
-//! // ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)).layer(NoDelay::new())
+//! // ConnectionBuilder::new().layer(QuietLayer::new(&COUNTERS)).layer(NoDelayLayer::new())
 //!
 //! // Your request loop: any code that reads and writes an embedded-io-async stream.
 //! async fn handle_http(conn: &mut impl Connection) -> CloseReason {

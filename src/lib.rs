@@ -5,12 +5,12 @@
 //!
 //! | layer | fixes |
 //! |---|---|
-//! | [`Quiet`] | browser cancels logged at error level bury real faults; counters per close reason |
-//! | [`NoDelay`] | Nagle holds the body until the head is ACKed |
+//! | [`QuietLayer`] | browser cancels logged at error level bury real faults; counters per close reason |
+//! | [`NoDelayLayer`] | Nagle holds the body until the head is ACKed |
 //! | [`ChunkedLayer`] | one 160 kB send starves other tasks; no "sent X of Y" on a cancel |
-//! | [`Limit`] | idle keep-alive sockets lock out a second device; streams eat page slots; accept loops that die |
-//! | [`Reaper`] | slowloris, stalled readers and vanished peers hold slots forever |
-//! | [`TimeWait`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
+//! | [`LimitLayer`] | idle keep-alive sockets lock out a second device; streams eat page slots; accept loops that die |
+//! | [`ReaperLayer`] | slowloris, stalled readers and vanished peers hold slots forever |
+//! | [`TimeWaitLayer`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
 //! | [`Pool`] | a shared scratch buffer corrupts concurrent responses |
 //!
 //! [`default_stack`] puts every connection layer in the order that makes them compose;
@@ -29,18 +29,20 @@ pub use tcp_layers_core::{
 pub use tcp_layers_chunked::{self as chunked, Chunked, ChunkedLayer, ResponseProgress};
 #[cfg(feature = "limit")]
 pub use tcp_layers_limit::{
-    self as limit, AcceptLoop, Backoff, Budget, BudgetConfig, Limit, Limited, profile,
+    self as limit, AcceptLoop, Backoff, Budget, BudgetConfig, Limit, LimitLayer, profile,
 };
 #[cfg(feature = "nodelay")]
-pub use tcp_layers_nodelay::{self as nodelay, Nagle, NoDelay};
+pub use tcp_layers_nodelay::{self as nodelay, Nagle, NoDelay, NoDelayLayer};
 #[cfg(feature = "pool")]
 pub use tcp_layers_pool::{self as pool, Buf, Pool};
 #[cfg(feature = "quiet")]
-pub use tcp_layers_quiet::{self as quiet, CounterSnapshot, Counters, Quiet, QuietConfig};
+pub use tcp_layers_quiet::{
+    self as quiet, CounterSnapshot, Counters, Quiet, QuietConfig, QuietLayer,
+};
 #[cfg(feature = "reaper")]
-pub use tcp_layers_reaper::{self as reaper, Reaper, ReaperConfig};
+pub use tcp_layers_reaper::{self as reaper, Reaper, ReaperConfig, ReaperLayer};
 #[cfg(feature = "timewait")]
-pub use tcp_layers_timewait::{self as timewait, TimeWait};
+pub use tcp_layers_timewait::{self as timewait, TimeWait, TimeWaitLayer};
 
 #[cfg(feature = "sim")]
 pub use tcp_layers_sim as sim;
@@ -96,17 +98,17 @@ pub mod prelude {
         CloseReason, Connection, ConnectionClass, Deadline, Layer, Read, TcpState, Write,
     };
     #[cfg(feature = "limit")]
-    pub use tcp_layers_limit::{AcceptLoop, Budget, Limit, profile};
+    pub use tcp_layers_limit::{AcceptLoop, Budget, LimitLayer, profile};
     #[cfg(feature = "nodelay")]
-    pub use tcp_layers_nodelay::NoDelay;
+    pub use tcp_layers_nodelay::NoDelayLayer;
     #[cfg(feature = "pool")]
     pub use tcp_layers_pool::Pool;
     #[cfg(feature = "quiet")]
-    pub use tcp_layers_quiet::{Counters, Quiet};
+    pub use tcp_layers_quiet::{Counters, QuietLayer};
     #[cfg(feature = "reaper")]
-    pub use tcp_layers_reaper::{Reaper, ReaperConfig};
+    pub use tcp_layers_reaper::{ReaperConfig, ReaperLayer};
     #[cfg(feature = "timewait")]
-    pub use tcp_layers_timewait::TimeWait;
+    pub use tcp_layers_timewait::TimeWaitLayer;
 
     #[cfg(feature = "default-stack")]
     pub use crate::default_stack;

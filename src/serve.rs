@@ -55,12 +55,12 @@ pub type Buffers<const N: usize, const RX: usize, const TX: usize> = [([u8; RX],
 /// permits return at once. Accept errors back off and retry (see
 /// [`AcceptLoop::accept_socket`]); the loops never exit.
 ///
-/// Size `N` to the `Limit` layer's budget total, and include the timewait layer: a
+/// Size `N` to the `LimitLayer` layer's budget total, and include the timewait layer: a
 /// FIN to a peer that vanished is otherwise never acknowledged and holds the socket.
 ///
 /// ```ignore
 /// static BUDGET: Budget<6> = Budget::new(profile::ESP32);
-/// let layers = ConnectionBuilder::new().layer(Limit::new(&BUDGET)).layer(NoDelay::new());
+/// let layers = ConnectionBuilder::new().layer(LimitLayer::new(&BUDGET)).layer(NoDelayLayer::new());
 /// let mut buffers: Buffers<6, 1536, 4096> = [([0; 1536], [0; 4096]); 6];
 /// serve(stack, ServeConfig::new(80), &mut buffers, &layers, async |conn| {
 ///     my_http_handler(conn).await;
@@ -110,7 +110,7 @@ async fn accept_loop<'b, L, H>(
             conn.state(),
             TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
         ) {
-            let reason = conn.close_reason().unwrap_or(CloseReason::LocalClose);
+            let reason = conn.end_reason(CloseReason::LocalClose);
             conn.end(reason).await;
         }
         // The wrapper (and any permit it holds) is dropped here, before the next accept.

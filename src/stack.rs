@@ -1,36 +1,39 @@
 //! The default stack: every connection layer in the order that makes them compose.
 use tcp_layers_chunked::ChunkedLayer;
 use tcp_layers_core::{Identity, Stack};
-use tcp_layers_limit::{Budget, Limit};
-use tcp_layers_nodelay::NoDelay;
-use tcp_layers_quiet::{Counters, Quiet};
-use tcp_layers_reaper::Reaper;
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_limit::{Budget, LimitLayer};
+use tcp_layers_nodelay::NoDelayLayer;
+use tcp_layers_quiet::{Counters, QuietLayer};
+use tcp_layers_reaper::ReaperLayer;
+use tcp_layers_timewait::TimeWaitLayer;
 
 use crate::ConnectionBuilder;
 
 /// The type of [`default_stack`], for a budget of `N` slots.
 pub type DefaultStack<const N: usize> = ConnectionBuilder<
     Stack<
-        NoDelay,
+        NoDelayLayer,
         Stack<
             ChunkedLayer,
-            Stack<TimeWait, Stack<Reaper, Stack<Limit<N>, Stack<Quiet, Identity>>>>,
+            Stack<
+                TimeWaitLayer,
+                Stack<ReaperLayer, Stack<LimitLayer<N>, Stack<QuietLayer, Identity>>>,
+            >,
         >,
     >,
 >;
 
 /// Every connection layer with its documented defaults, outermost first:
 ///
-/// 1. [`Quiet`]: sees how every connection ended, counts it into `counters`, logs it at
+/// 1. [`QuietLayer`]: sees how every connection ended, counts it into `counters`, logs it at
 ///    the reason's level (a browser cancel is trace, a local fault warn).
-/// 2. [`Limit`]: admits into `budget`, evicts the least recently active idle keep-alive
+/// 2. [`LimitLayer`]: admits into `budget`, evicts the least recently active idle keep-alive
 ///    connection when listeners run short, caps streams.
-/// 3. [`Reaper`] (HTTP): first-byte, idle, head and write-stall deadlines, 4 KiB heads.
-/// 4. [`TimeWait`]: ends with FIN, a bounded linger, then RST, so the slot is free at
+/// 3. [`ReaperLayer`] (HTTP): first-byte, idle, head and write-stall deadlines, 4 KiB heads.
+/// 4. [`TimeWaitLayer`]: ends with FIN, a bounded linger, then RST, so the slot is free at
 ///    once instead of in TIME_WAIT or FIN_WAIT behind a vanished peer.
 /// 5. [`ChunkedLayer`]: writes of at most 4096 bytes, a yield between pieces.
-/// 6. [`NoDelay`]: Nagle off when the connection is wrapped.
+/// 6. [`NoDelayLayer`]: Nagle off when the connection is wrapped.
 ///
 /// Why this order: the logger must see the reason any inner layer decided; the budget
 /// must see the idle reads before the reaper's deadlines; the reaper ends connections
@@ -60,12 +63,12 @@ pub fn default_stack<const N: usize>(
     budget: &'static Budget<N>,
 ) -> DefaultStack<N> {
     ConnectionBuilder::new()
-        .layer(Quiet::new(counters))
-        .layer(Limit::new(budget))
-        .layer(Reaper::http())
-        .layer(TimeWait::new())
+        .layer(QuietLayer::new(counters))
+        .layer(LimitLayer::new(budget))
+        .layer(ReaperLayer::http())
+        .layer(TimeWaitLayer::new())
         .layer(ChunkedLayer::new())
-        .layer(NoDelay::new())
+        .layer(NoDelayLayer::new())
 }
 
 /// Bytes the default stack adds to each connection on a 32-bit device (ESP32 family),

@@ -32,13 +32,13 @@ use tcp_layers_chunked::{ChunkedLayer, ONE_SEGMENT};
 use tcp_layers_core::{
     CloseReason, Connection, ConnectionClass, ErrorKind, ErrorType, Layer, Read, TcpState, Write,
 };
-use tcp_layers_limit::{Budget, BudgetConfig, Limit};
-use tcp_layers_nodelay::NoDelay;
+use tcp_layers_limit::{Budget, BudgetConfig, LimitLayer};
+use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_pool::Pool;
-use tcp_layers_quiet::{Counters, Quiet};
-use tcp_layers_reaper::Reaper;
+use tcp_layers_quiet::{Counters, QuietLayer};
+use tcp_layers_reaper::ReaperLayer;
 use tcp_layers_sim::{Duration, Timer, run, yield_now};
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_timewait::TimeWaitLayer;
 
 /// Virtual time between two polls: a quarter of the shortest deadline's second, so a
 /// deadline fires a few polls after it is armed and every await before it is dropped.
@@ -615,12 +615,12 @@ fn every_layer_future_dropped_at_every_await_leaks_nothing() {
     // The chunked layer's coalescing buffer: a short head is held, merged with the
     // body, drained by flush and by an orderly end.
     let coalescing = ConnectionBuilder::new()
-        .layer(Quiet::new(&COUNTERS))
-        .layer(Limit::new(&BUDGET))
-        .layer(Reaper::http())
-        .layer(TimeWait::new())
+        .layer(QuietLayer::new(&COUNTERS))
+        .layer(LimitLayer::new(&BUDGET))
+        .layer(ReaperLayer::http())
+        .layer(TimeWaitLayer::new())
         .layer(ChunkedLayer::new().coalesce::<ONE_SEGMENT>())
-        .layer(NoDelay::new());
+        .layer(NoDelayLayer::new());
     drops += report(Scenario {
         name: "coalescing",
         layers: coalescing,

@@ -18,9 +18,9 @@ use tcp_layers::adapters::edge_nal::{
 };
 use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
-    Layer, Quiet, default_stack,
+    Layer, QuietLayer, default_stack,
 };
-use tcp_layers_nodelay::NoDelay;
+use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
 use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, client, run, server, spawn};
@@ -126,8 +126,8 @@ fn an_unchanged_edge_http_server_answers_over_the_layered_acceptor() {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let layers = ConnectionBuilder::new()
-            .layer(tcp_layers_timewait::TimeWait::new())
-            .layer(NoDelay::new());
+            .layer(tcp_layers_timewait::TimeWaitLayer::new())
+            .layer(NoDelayLayer::new());
         spawn_edge_http::<_, 4, 4>(device.stack, layers);
 
         let browser = net.client();
@@ -233,12 +233,12 @@ where
 #[test]
 fn nodelay_through_edge_http_sends_the_last_short_segment_at_once() {
     let nagle = tail_us(Identity);
-    let nodelay = tail_us(ConnectionBuilder::new().layer(NoDelay::new()));
+    let nodelay = tail_us(ConnectionBuilder::new().layer(NoDelayLayer::new()));
     // 3 segments of headers + 3.1 kB at 10 Mbit/s: about 2.6 ms on the wire.
     let ideal_us = 20_000 + 2_600;
     println!(
         "edge-http GET /tail (3000 B), 20 ms RTT, request to last byte: Nagle on {} ms, \
-         NoDelay layer {} ms (RTT + serialization about {} ms)",
+         NoDelayLayer layer {} ms (RTT + serialization about {} ms)",
         nagle as f64 / 1000.0,
         nodelay as f64 / 1000.0,
         ideal_us as f64 / 1000.0
@@ -419,11 +419,14 @@ fn a_connection_a_layer_ended_reaches_edge_http_as_the_end_of_the_stream() {
     static COUNTERS: Counters = Counters::new();
     let ended = edge_reads(
         ConnectionBuilder::new()
-            .layer(Quiet::new(&COUNTERS))
+            .layer(QuietLayer::new(&COUNTERS))
             .layer(AlreadyEnded),
         false,
     );
-    let reset = edge_reads(ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)), true);
+    let reset = edge_reads(
+        ConnectionBuilder::new().layer(QuietLayer::new(&COUNTERS)),
+        true,
+    );
     println!("readable, read, split read: layer ended {ended:?}; peer reset {reset:?}");
     assert_eq!(ended, [Ok(1), Ok(0), Ok(0)]);
     assert!(reset.iter().all(Result::is_err), "{reset:?}");

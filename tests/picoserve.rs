@@ -19,9 +19,9 @@ use tcp_layers::adapters::picoserve::{FlushMode, PicoserveSocket};
 use tcp_layers::core::{ErrorType, Read, Write, delegate_connection};
 use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
-    Layer, Quiet, Stack, default_stack, profile,
+    Layer, QuietLayer, Stack, default_stack, profile,
 };
-use tcp_layers_nodelay::NoDelay;
+use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_sim::client::{AfterLoad, ClientBuffers, ClientOptions, Page, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
 use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, client, run, server, spawn};
@@ -145,8 +145,8 @@ fn an_unchanged_picoserve_router_answers_over_layered_sockets() {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let layers = ConnectionBuilder::new()
-            .layer(tcp_layers_timewait::TimeWait::new())
-            .layer(NoDelay::new());
+            .layer(tcp_layers_timewait::TimeWaitLayer::new())
+            .layer(NoDelayLayer::new());
         spawn_picoserve(device.stack, 4, layers);
 
         let browser = net.client();
@@ -189,7 +189,7 @@ fn picoserve_event_stream_reads_and_writes_at_once_over_a_layered_socket() {
         spawn_picoserve(
             device.stack,
             2,
-            ConnectionBuilder::new().layer(NoDelay::new()),
+            ConnectionBuilder::new().layer(NoDelayLayer::new()),
         );
         let viewer = net.client();
         let outcome = client::sse(viewer.stack, device.addr(PORT), 3, Duration::from_secs(5))
@@ -238,8 +238,8 @@ fn ms(us: u64) -> f64 {
 fn the_queued_flush_sends_picoserves_head_and_body_in_one_round_trip() {
     // picoserve writes the head, flushes, then writes the body. Over a bare embassy
     // socket that flush waits for the client's delayed ACK of the head.
-    let acknowledged = get_us(NoDelay::new(), FlushMode::Acknowledged, "/hello");
-    let queued = get_us(NoDelay::new(), FlushMode::Queued, "/hello");
+    let acknowledged = get_us(NoDelayLayer::new(), FlushMode::Acknowledged, "/hello");
+    let queued = get_us(NoDelayLayer::new(), FlushMode::Queued, "/hello");
     println!(
         "picoserve GET /hello (20 B), 20 ms RTT, request to last byte: flush waits for ACK {} ms, \
          queued flush {} ms",
@@ -262,7 +262,7 @@ fn nodelay_through_picoserve_sends_the_last_short_segment_at_once() {
     // one until the full ones are acknowledged (the client's delayed ACK, a round trip).
     let nagle = get_us(Identity, FlushMode::Queued, "/tail");
     let nodelay = get_us(
-        ConnectionBuilder::new().layer(NoDelay::new()),
+        ConnectionBuilder::new().layer(NoDelayLayer::new()),
         FlushMode::Queued,
         "/tail",
     );
@@ -270,7 +270,7 @@ fn nodelay_through_picoserve_sends_the_last_short_segment_at_once() {
     let ideal_us = 20_000 + 2_600;
     println!(
         "picoserve GET /tail (3000 B), 20 ms RTT, request to last byte: Nagle on {} ms, \
-         NoDelay layer {} ms (RTT + serialization about {} ms)",
+         NoDelayLayer layer {} ms (RTT + serialization about {} ms)",
         ms(nagle),
         ms(nodelay),
         ms(ideal_us)
@@ -665,13 +665,13 @@ fn picoserve_gives_up(config: &'static Config, client: GivesUp) -> (Vec<CloseRea
 }
 
 #[test]
-fn a_picoserve_read_timeout_is_a_reaped_head_not_a_local_error() {
+fn a_picoserve_read_timeout_is_a_reaped_request_not_a_local_error() {
     let (closed, loud) = picoserve_gives_up(&SHORT_READ, GivesUp::HalfAHead);
     println!(
         "picoserve's read_request (1 s) fires before the reaper's head deadline (4 s): \
          closes {closed:?}, warn lines {loud:?}"
     );
-    assert_eq!(closed, [CloseReason::Reaped(Deadline::Head)]);
+    assert_eq!(closed, [CloseReason::Reaped(Deadline::Request)]);
     assert!(loud.is_empty(), "no WARN line: {loud:?}");
 }
 
@@ -733,11 +733,14 @@ fn a_connection_a_layer_ended_reaches_picoserve_as_the_end_of_the_stream() {
     static COUNTERS: Counters = Counters::new();
     let ended = serve_result(
         ConnectionBuilder::new()
-            .layer(Quiet::new(&COUNTERS))
+            .layer(QuietLayer::new(&COUNTERS))
             .layer(AlreadyEnded),
         false,
     );
-    let reset = serve_result(ConnectionBuilder::new().layer(Quiet::new(&COUNTERS)), true);
+    let reset = serve_result(
+        ConnectionBuilder::new().layer(QuietLayer::new(&COUNTERS)),
+        true,
+    );
     println!("serve returned: layer ended the connection {ended:?}; peer reset {reset:?}");
     assert_eq!(ended, Ok(()));
     assert!(

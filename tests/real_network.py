@@ -36,7 +36,7 @@ PROBES = ["192.168.69.4", "192.168.69.5"] * 4  # count listening sockets
 SLOW_READER = "192.168.69.8"
 PORT = 80
 SOCKETS = 8  # the ESP32-S3 profile the binary runs with
-LINGER_MS = 2000  # the timewait layer's linger (TimeWait::new())
+LINGER_MS = 2000  # the timewait layer's linger (TimeWaitLayer::new())
 STALL_MS = 5000  # the reaper's write-stall deadline (ReaperConfig::http())
 BOUND_S = 20.0  # longest wait for a held socket; past it the figure is "held"
 # Each server the app can be served by (camera-tap --server), unlayered and layered.

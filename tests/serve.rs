@@ -1,7 +1,7 @@
 //! The `serve` helper on a real embassy-net stack in the simulated network: one slow
 //! 160 kB download does not block another client, and every permit comes back.
 use tcp_layers::{Buffers, ConnectionBuilder, ServeConfig, serve};
-use tcp_layers_limit::{Budget, BudgetConfig, Limit};
+use tcp_layers_limit::{Budget, BudgetConfig, LimitLayer};
 use tcp_layers_sim::client::{self, ClientError, Response};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server::spawn_server;
@@ -34,7 +34,7 @@ fn slow_download_and_a_second_client(server: Server) -> Result<Response, ClientE
                 let buffers: &'static mut Buffers<4, 2048, 8192> =
                     Box::leak(Box::new([([0; 2048], [0; 8192]); 4]));
                 spawn(async move {
-                    let layers = ConnectionBuilder::new().layer(Limit::new(&BUDGET));
+                    let layers = ConnectionBuilder::new().layer(LimitLayer::new(&BUDGET));
                     serve(
                         stack,
                         ServeConfig::new(80),
@@ -101,7 +101,7 @@ fn serve_ends_what_the_handler_leaves_open() {
         let buffers: &'static mut Buffers<2, 1024, 1024> =
             Box::leak(Box::new([([0; 1024], [0; 1024]); 2]));
         spawn(async move {
-            let layers = ConnectionBuilder::new().layer(Limit::new(&OWN));
+            let layers = ConnectionBuilder::new().layer(LimitLayer::new(&OWN));
             // A handler that answers and returns without closing.
             serve(
                 stack,

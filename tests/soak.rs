@@ -34,7 +34,7 @@ use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::{
     Direction, Duration, Host, Instant, LinkConfig, Net, Timer, run_with_limit, server, spawn,
 };
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_timewait::TimeWaitLayer;
 
 /// Connections in the normal suite: about 1.5 s of wall time (the workspace's dev
 /// profile, one core), some 9 000 accepted connections and 30 virtual minutes.
@@ -75,7 +75,7 @@ fn largest_deadline() -> Duration {
         .into_iter()
         .max()
         .expect("four deadlines");
-    longest_read + reaper.stall() + TimeWait::DEFAULT_LINGER
+    longest_read + reaper.stall() + TimeWaitLayer::DEFAULT_LINGER
 }
 
 /// splitmix64: small, deterministic, good enough to pick behaviours.
@@ -692,7 +692,7 @@ fn soak(connections: u64, seed: u64) -> Report {
     run_with_limit(limit, async move {
         let net = Net::new(LinkConfig::wifi().with_seed(seed));
         let device = net.server();
-        // Outermost first: Quiet, Limit, Reaper (HTTP), TimeWait, Chunked, NoDelay.
+        // Outermost first: QuietLayer, LimitLayer, ReaperLayer (HTTP), TimeWaitLayer, Chunked, NoDelayLayer.
         let layers = default_stack(&COUNTERS, &BUDGET);
         let requests_served = Rc::new(std::cell::Cell::new(0u64));
         let served = requests_served.clone();
@@ -777,7 +777,7 @@ fn soak(connections: u64, seed: u64) -> Report {
             srv.wait_until(|h| h.listening() == SOCKETS),
         )
         .await;
-        Timer::after(TimeWait::DEFAULT_LINGER).await;
+        Timer::after(TimeWaitLayer::DEFAULT_LINGER).await;
         let held = Held::now();
 
         let plan = Rc::try_unwrap(plan)

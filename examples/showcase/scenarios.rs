@@ -911,7 +911,7 @@ fn vanished_peer(id: &'static str, variant: Variant) -> Vec<Figure> {
 // ---------------------------------------------------------------------------------------
 
 /// The timewait layer's default linger: the close goal.
-const LINGER: Duration = tcp_layers_timewait::TimeWait::DEFAULT_LINGER;
+const LINGER: Duration = tcp_layers_timewait::TimeWaitLayer::DEFAULT_LINGER;
 
 /// `ms_until_accepting`: from the server's FIN (or RST) after a `Connection: close`
 /// response to that slot listening again, while the client stays silent (its stack

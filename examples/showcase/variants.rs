@@ -41,8 +41,8 @@ pub static COUNTERS: Counters = Counters::new();
 /// and 6 requests, 1 listener kept free.
 pub static BUDGET: Budget<SOCKETS> = Budget::new(profile::ESP32_S3);
 
-/// The facade's default stack over the showcase's statics, outermost first: Quiet,
-/// Limit, Reaper (HTTP), TimeWait, Chunked, NoDelay, each with its defaults.
+/// The facade's default stack over the showcase's statics, outermost first: QuietLayer,
+/// LimitLayer, ReaperLayer (HTTP), TimeWaitLayer, Chunked, NoDelayLayer, each with its defaults.
 pub fn layers() -> DefaultStack<SOCKETS> {
     default_stack(&COUNTERS, &BUDGET)
 }

@@ -79,7 +79,7 @@ impl<C: Connection> Connection for FailWrites<C> {
     }
 
     async fn end(&mut self, reason: CloseReason) {
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         self.inner.end(reason).await
     }
 }

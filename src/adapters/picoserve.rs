@@ -203,7 +203,7 @@ impl IoState {
             match self.exchange.get() {
                 Exchange::Fresh => Deadline::FirstByte,
                 Exchange::Responded => Deadline::Idle,
-                Exchange::Request => Deadline::Head,
+                Exchange::Request => Deadline::Request,
             }
         } else {
             return None;

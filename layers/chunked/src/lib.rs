@@ -467,7 +467,7 @@ impl<C: Connection, const COALESCE: usize> Connection for Chunked<C, COALESCE> {
     }
 
     async fn end(&mut self, reason: CloseReason) {
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         // Without coalescing nothing is held: no drain code in the firmware.
         if COALESCE > 0 && reason.is_orderly() {
             // Best effort: a peer that is gone fails the write, and the end goes on.

@@ -115,30 +115,32 @@ impl core::fmt::Display for Unsupported {
 
 impl core::error::Error for Unsupported {}
 
-/// Which deadline of the reaper ended a connection.
+/// Which deadline ended a connection. A request is the unit a request/response
+/// protocol reads before it answers (for HTTP, the request head).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Deadline {
     /// A new connection sent no byte in time.
     FirstByte,
-    /// A keep-alive connection sent no next request in time.
+    /// A connection between requests sent no byte of the next one in time.
     Idle,
-    /// A request head was started but not completed in time (slowloris).
-    Head,
-    /// A request head grew beyond the allowed size.
-    HeadTooLarge,
+    /// A request was started but not completed in time (a slow sender, slowloris).
+    Request,
+    /// A request grew beyond the allowed size before it was complete.
+    RequestTooLarge,
     /// A response made no send progress in time (slow reader or vanished peer).
     Stall,
 }
 
 impl Deadline {
-    /// A short, stable name (`"first_byte"`, `"idle"`, `"head"`, `"head_too_large"`, `"stall"`).
+    /// A short, stable name (`"first_byte"`, `"idle"`, `"request"`,
+    /// `"request_too_large"`, `"stall"`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::FirstByte => "first_byte",
             Self::Idle => "idle",
-            Self::Head => "head",
-            Self::HeadTooLarge => "head_too_large",
+            Self::Request => "request",
+            Self::RequestTooLarge => "request_too_large",
             Self::Stall => "stall",
         }
     }
@@ -153,6 +155,7 @@ impl Deadline {
 /// whether a response was in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The peer closed (FIN) between requests: the normal end of a keep-alive connection.
     PeerClosed,
@@ -163,7 +166,7 @@ pub enum CloseReason {
     PeerReset,
     /// The server ended the connection itself after it was done with it.
     LocalClose,
-    /// A deadline of the reaper passed.
+    /// A deadline passed (the reaper's, or one the wrapped server enforces).
     Reaped(Deadline),
     /// Closed to free a slot for a new connection: the least recently active idle
     /// keep-alive connection.
@@ -184,8 +187,8 @@ impl CloseReason {
         Self::LocalClose,
         Self::Reaped(Deadline::FirstByte),
         Self::Reaped(Deadline::Idle),
-        Self::Reaped(Deadline::Head),
-        Self::Reaped(Deadline::HeadTooLarge),
+        Self::Reaped(Deadline::Request),
+        Self::Reaped(Deadline::RequestTooLarge),
         Self::Reaped(Deadline::Stall),
         Self::Evicted,
         Self::OverBudget,
@@ -202,8 +205,8 @@ impl CloseReason {
             Self::LocalClose => 3,
             Self::Reaped(Deadline::FirstByte) => 4,
             Self::Reaped(Deadline::Idle) => 5,
-            Self::Reaped(Deadline::Head) => 6,
-            Self::Reaped(Deadline::HeadTooLarge) => 7,
+            Self::Reaped(Deadline::Request) => 6,
+            Self::Reaped(Deadline::RequestTooLarge) => 7,
             Self::Reaped(Deadline::Stall) => 8,
             Self::Evicted => 9,
             Self::OverBudget => 10,
@@ -220,8 +223,8 @@ impl CloseReason {
             Self::LocalClose => "local_close",
             Self::Reaped(Deadline::FirstByte) => "reaped_first_byte",
             Self::Reaped(Deadline::Idle) => "reaped_idle",
-            Self::Reaped(Deadline::Head) => "reaped_head",
-            Self::Reaped(Deadline::HeadTooLarge) => "reaped_head_too_large",
+            Self::Reaped(Deadline::Request) => "reaped_request",
+            Self::Reaped(Deadline::RequestTooLarge) => "reaped_request_too_large",
             Self::Reaped(Deadline::Stall) => "reaped_stall",
             Self::Evicted => "evicted",
             Self::OverBudget => "over_budget",
@@ -273,8 +276,9 @@ pub enum ConnectionClass {
     Stream,
 }
 
-/// The budget of the asked class is full: answer 503 and close, the connection keeps
-/// its old class.
+/// The budget of the asked class is full: the connection keeps its old class, and the
+/// server refuses what it was about to start (for HTTP, a `503` or, for an event
+/// stream, a `retry:` answer; see the adapters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ClassFull {
@@ -358,10 +362,18 @@ pub trait Connection: Read + Write {
     /// The rule every layer follows: a layer that ends a connection itself (a deadline,
     /// an eviction) remembers its reason, answers it here, and its `end` uses it instead
     /// of the caller's guess; every other layer delegates inward, and in its own `end`
-    /// prefers `self.close_reason()` over the `reason` it was given. So the reason the
+    /// takes [`Connection::end_reason`] of the `reason` it was given. So the reason the
     /// deepest layer knows wins, whatever the order of the stack.
     fn close_reason(&self) -> Option<CloseReason> {
         None
+    }
+
+    /// The reason an end asked for with `proposed` goes by: the reason a layer of the
+    /// stack already decided ([`Connection::close_reason`]), else `proposed`. Every
+    /// layer's `end` passes its reason through this, so the deepest layer's reason wins
+    /// whatever the order of the stack. Not meant to be overridden.
+    fn end_reason(&self, proposed: CloseReason) -> CloseReason {
+        self.close_reason().unwrap_or(proposed)
     }
 
     /// Moves the connection to another [`ConnectionClass`]. Without a budget layer in the

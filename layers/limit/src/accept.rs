@@ -3,49 +3,52 @@
 use embassy_time::{Duration, Timer};
 use tcp_layers_core::event::{self, Event};
 
-/// The wait after a failed accept: `first_ms` after the first failure, doubling with
-/// each failure in a row, never more than `cap_ms`. A success starts over.
+/// The wait after a failed accept: `first` after the first failure, doubling with
+/// each failure in a row, never more than `cap`. A success starts over.
 ///
 /// Default 10 ms to 1 s: 10 ms lets a transient error (a socket still closing, a
 /// short buffer shortage) clear at once; 1 s bounds how long a healed stack waits for
 /// the loop, while a permanent error costs one wake-up a second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
-    /// Milliseconds after the first failure (at least 1).
-    pub first_ms: u32,
-    /// The longest wait, in milliseconds.
-    pub cap_ms: u32,
+    /// The wait after the first failure (at least 1 ms).
+    pub first: Duration,
+    /// The longest wait.
+    pub cap: Duration,
 }
 
 impl Backoff {
     /// 10 ms doubling up to 1 s.
-    pub const DEFAULT: Backoff = Backoff::new(10, 1000);
+    pub const DEFAULT: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 
-    /// `first_ms` doubling up to `cap_ms`.
+    /// `first` doubling up to `cap`.
     ///
     /// # Panics
-    /// At compile time in a `const` if `first_ms` is 0 (a loop that never waits spins)
-    /// or `cap_ms < first_ms`.
-    pub const fn new(first_ms: u32, cap_ms: u32) -> Self {
-        assert!(first_ms >= 1, "backoff rule: first_ms must be at least 1");
+    /// At compile time in a `const` if `first` is under 1 ms (a loop that never waits
+    /// spins) or `cap < first`.
+    pub const fn new(first: Duration, cap: Duration) -> Self {
         assert!(
-            cap_ms >= first_ms,
-            "backoff rule: cap_ms must be >= first_ms"
+            first.as_millis() >= 1,
+            "backoff rule: first must be at least 1 ms"
         );
-        Self { first_ms, cap_ms }
+        assert!(
+            cap.as_ticks() >= first.as_ticks(),
+            "backoff rule: cap must be >= first"
+        );
+        Self { first, cap }
     }
 
-    /// The wait after `consecutive` failures in a row (1 = the first), in ms.
-    pub const fn delay_ms(&self, consecutive: u32) -> u32 {
+    /// The wait after `consecutive` failures in a row (1 = the first).
+    pub const fn delay(&self, consecutive: u32) -> Duration {
         let doublings = if consecutive == 0 { 0 } else { consecutive - 1 };
         if doublings >= 32 {
-            return self.cap_ms;
+            return self.cap;
         }
-        let delay = (self.first_ms as u64) << doublings;
-        if delay > self.cap_ms as u64 {
-            self.cap_ms
+        let delay = self.first.as_ticks().saturating_mul(1 << doublings);
+        if delay > self.cap.as_ticks() {
+            self.cap
         } else {
-            delay as u32
+            Duration::from_ticks(delay)
         }
     }
 }
@@ -58,12 +61,17 @@ impl Default for Backoff {
 
 /// The state of one accept loop: its backoff and its failure counts.
 ///
-/// ```ignore
+/// ```no_run
+/// # #[cfg(feature = "embassy-net")]
+/// # async fn serve(mut socket: embassy_net::tcp::TcpSocket<'_>) {
+/// use tcp_layers_limit::{AcceptLoop, Backoff};
 /// let mut accepts = AcceptLoop::new(Backoff::DEFAULT);
 /// loop {
 ///     accepts.accept_socket(&mut socket, 80).await; // returns only with a connection
-///     handle(&mut socket).await;
+///     // ... serve the connection, then end it
+/// #   socket.close();
 /// }
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct AcceptLoop {
@@ -93,32 +101,53 @@ impl AcceptLoop {
     }
 
     /// Calls `accept` until it succeeds and returns its value. After each failure it
-    /// yields, emits [`Event::AcceptError`], logs a warning, waits the backoff and
-    /// tries again; a success resets the backoff.
+    /// yields, emits [`Event::AcceptError`], waits the backoff and tries again; a
+    /// success resets the backoff. The error is logged at warn for the 1st, 2nd, 4th,
+    /// 8th... failure in a row: a stack that fails for good logs a line every few
+    /// minutes at the 1 s cap, not every second.
     ///
     /// Cancel-safe as far as `accept` is: the counts are updated before each wait.
-    pub async fn accept<T, E>(&mut self, mut accept: impl AsyncFnMut() -> Result<T, E>) -> T {
+    pub async fn accept<T, E: core::fmt::Debug>(
+        &mut self,
+        mut accept: impl AsyncFnMut() -> Result<T, E>,
+    ) -> T {
         loop {
             match accept().await {
                 Ok(value) => {
                     self.consecutive = 0;
                     return value;
                 }
-                Err(_) => {
+                Err(error) => {
                     self.consecutive = self.consecutive.saturating_add(1);
                     self.failures = self.failures.saturating_add(1);
-                    let backoff_ms = self.backoff.delay_ms(self.consecutive);
-                    warn!(
-                        "accept failed ({} in a row), retrying in {} ms",
-                        self.consecutive, backoff_ms
-                    );
+                    let backoff = self.backoff.delay(self.consecutive);
+                    let backoff_ms = u32::try_from(backoff.as_millis()).unwrap_or(u32::MAX);
+                    if self.consecutive.is_power_of_two() {
+                        // `E` is only `Debug`: defmt gets it formatted on the device
+                        // (a rare line).
+                        #[cfg(feature = "log")]
+                        log::warn!(
+                            "accept failed: {:?} ({} in a row), retrying in {} ms",
+                            error,
+                            self.consecutive,
+                            backoff_ms
+                        );
+                        #[cfg(feature = "defmt")]
+                        defmt::warn!(
+                            "accept failed: {:?} ({} in a row), retrying in {} ms",
+                            defmt::Debug2Format(&error),
+                            self.consecutive,
+                            backoff_ms
+                        );
+                    }
+                    let _ = &error;
                     event::emit(Event::AcceptError {
                         consecutive: self.consecutive,
                         backoff_ms,
                     });
                     // Yield even if the timer were already due: other tasks run first.
                     embassy_futures::yield_now().await;
-                    Timer::after(Duration::from_millis(u64::from(backoff_ms))).await;
+                    Timer::after(backoff).await;
                 }
             }
         }
@@ -197,7 +226,8 @@ pub const HANDSHAKE_TIMEOUT: embassy_time::Duration = embassy_time::Duration::fr
 #[derive(Debug)]
 enum AcceptFailure {
     /// embassy-net refused to listen.
-    #[allow(dead_code)] // read through Debug only
+    // Read by the warn line through `Debug`, which dead-code analysis does not count.
+    #[allow(dead_code)]
     Stack(embassy_net::tcp::AcceptError),
     /// The handshake did not complete within [`HANDSHAKE_TIMEOUT`].
     HandshakeTimedOut,

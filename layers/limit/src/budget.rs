@@ -4,6 +4,7 @@ use core::cell::RefCell;
 use core::task::Waker;
 
 use critical_section::Mutex;
+use embassy_time::Duration;
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{ClassFull, ConnectionClass};
 
@@ -391,11 +392,12 @@ impl Table {
         now: u32,
         out: &mut Outcome,
     ) {
+        // Once, not per slot: a u64 division on a 32-bit core.
+        let displace_after_ms =
+            u32::try_from(config.displace_after.as_millis()).unwrap_or(u32::MAX);
         let oldest = self.pick(|i, s| {
             let age = now.wrapping_sub(s.since_ms);
-            (i != except
-                && matches!(s.use_, SlotUse::Head { .. })
-                && age >= config.displace_after_ms)
+            (i != except && matches!(s.use_, SlotUse::Head { .. }) && age >= displace_after_ms)
                 // The longest in its head; of equals, the first to enter it.
                 .then(|| (u64::from(age) << 32) | u64::from(u32::MAX - s.order))
         });
@@ -854,13 +856,13 @@ pub(crate) enum ResponseSlot {
 
 impl<const N: usize> Ticket<N> {
     /// The budget's idle grace.
-    pub(crate) fn idle_grace_ms(&self) -> u32 {
-        self.budget.config.idle_grace_ms
+    pub(crate) fn idle_grace(&self) -> Duration {
+        self.budget.config.idle_grace
     }
 
     /// How long a response may wait for a request slot.
-    pub(crate) fn queue_wait_ms(&self) -> u32 {
-        self.budget.config.queue_wait_ms
+    pub(crate) fn queue_wait(&self) -> Duration {
+        self.budget.config.queue_wait
     }
 
     /// The bytes a connection refused after queueing is answered with.

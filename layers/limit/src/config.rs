@@ -4,6 +4,8 @@
 //! `static` or a `const`, a panic is a compile error whose text names the rule, so a
 //! budget that cannot work on the device never reaches it.
 
+use embassy_time::Duration;
+
 /// lwIP's default `MEMP_NUM_TCP_PCB` on ESP-IDF: at most 16 TCP connections (PCBs) exist
 /// at once, listeners and `TIME_WAIT` leftovers included. The 17th is refused.
 pub const LWIP_PCB_LIMIT: u8 = 16;
@@ -46,12 +48,12 @@ impl StackServices {
 ///   last slot a page load needs.
 /// - `reserve`: listeners kept free. When an accepted connection leaves fewer free, the
 ///   least recently active idle keep-alive connection is evicted at once; and while
-///   fewer are free, a connection idle for `idle_grace_ms` evicts the least recently
+///   fewer are free, a connection idle for `idle_grace` evicts the least recently
 ///   active one, so listeners are free *before* the next client's SYNs arrive (a SYN
 ///   that finds no listener is reset, and a browser opens 6 connections in the same
 ///   millisecond: to take a second browser's page load whole, set the reserve to 6).
 ///   Default 1: one free listener answers the next SYN instead of a reset.
-/// - `idle_grace_ms`: how long a connection must be idle before it is evicted to
+/// - `idle_grace`: how long a connection must be idle before it is evicted to
 ///   refill the reserve. Default 1000 ms: a browser sends the next request of a page
 ///   load within a few round trips, so a connection idle for a second is between page
 ///   loads, and closing it costs a reconnect later, not a broken page now.
@@ -68,14 +70,14 @@ impl StackServices {
 ///   1 or 2): room for a second device's page and its stream. Of the request slots, a
 ///   peer is served at most `request - 1` at once ([`BudgetConfig::peer_request_share`]),
 ///   so one is always left for another device; its further requests wait (see
-///   `queue_wait_ms`).
-/// - `queue_wait_ms`: how long a request that does not fit (its peer at its share, or
+///   `queue_wait`).
+/// - `queue_wait`: how long a request that does not fit (its peer at its share, or
 ///   the requests at their cap) may wait for a slot before it is refused. Its request
 ///   is read meanwhile; only its response waits, until one of its peer's connections
 ///   goes idle (which it then takes over) or ends. Default 2000 ms: a page's next
 ///   request starts within a response time; a refused one is answered with
 ///   `refusal_reply` and closed.
-/// - `displace_after_ms`: when every socket is taken, the connection that has been
+/// - `displace_after`: when every socket is taken, the connection that has been
 ///   reading its request head the longest is closed for the newcomer, if it has been
 ///   at it this long. Default 1000 ms: a real client sends its head in one round trip,
 ///   a slowloris client takes seconds per line.
@@ -104,14 +106,14 @@ pub struct BudgetConfig {
     pub exhaustion_at: u8,
     /// lwIP PCBs at which the device counts as near its PCB limit (sizing rule).
     pub pcb_threshold: u8,
-    /// Milliseconds idle before a connection is evicted to refill the reserve.
-    pub idle_grace_ms: u32,
+    /// How long a connection must be idle before it is evicted to refill the reserve.
+    pub idle_grace: Duration,
     /// Sockets one remote address may hold at once.
     pub per_peer: u8,
-    /// Milliseconds a request that does not fit may wait for a slot.
-    pub queue_wait_ms: u32,
-    /// Milliseconds a request head must have been read before it may be displaced.
-    pub displace_after_ms: u32,
+    /// How long a request that does not fit may wait for a slot.
+    pub queue_wait: Duration,
+    /// How long a request head must have been read before it may be displaced.
+    pub displace_after: Duration,
     /// The answer to a refused request, written before the FIN.
     pub refusal_reply: &'static [u8],
 }
@@ -133,10 +135,10 @@ impl BudgetConfig {
             reserve: 1,
             exhaustion_at: if total > 2 { total - 2 } else { total },
             pcb_threshold: 12,
-            idle_grace_ms: 1000,
+            idle_grace: Duration::from_millis(1000),
             per_peer: if total > 2 { total - 2 } else { total },
-            queue_wait_ms: 2000,
-            displace_after_ms: 1000,
+            queue_wait: Duration::from_millis(2000),
+            displace_after: Duration::from_millis(1000),
             refusal_reply: &[],
         }
         .validated()
@@ -152,20 +154,15 @@ impl BudgetConfig {
         .validated()
     }
 
-    /// The same budget with another queue bound, in milliseconds.
-    pub const fn with_queue_wait_ms(self, queue_wait_ms: u32) -> Self {
-        Self {
-            queue_wait_ms,
-            ..self
-        }
-        .validated()
+    /// The same budget with another queue bound.
+    pub const fn with_queue_wait(self, queue_wait: Duration) -> Self {
+        Self { queue_wait, ..self }.validated()
     }
 
-    /// The same budget with another minimum age before a request head is displaced,
-    /// in milliseconds.
-    pub const fn with_displace_after_ms(self, displace_after_ms: u32) -> Self {
+    /// The same budget with another minimum age before a request head is displaced.
+    pub const fn with_displace_after(self, displace_after: Duration) -> Self {
         Self {
-            displace_after_ms,
+            displace_after,
             ..self
         }
         .validated()
@@ -195,13 +192,9 @@ impl BudgetConfig {
         }
     }
 
-    /// The same budget with another idle grace, in milliseconds.
-    pub const fn with_idle_grace_ms(self, idle_grace_ms: u32) -> Self {
-        Self {
-            idle_grace_ms,
-            ..self
-        }
-        .validated()
+    /// The same budget with another idle grace.
+    pub const fn with_idle_grace(self, idle_grace: Duration) -> Self {
+        Self { idle_grace, ..self }.validated()
     }
 
     /// The same budget with `reserve` listeners kept free.

@@ -17,17 +17,17 @@ use crate::budget::{Admission, ResponseSlot, Ticket};
 /// wrapper is dropped.
 ///
 /// ```
-/// use tcp_layers_limit::{Budget, Limit, profile};
+/// use tcp_layers_limit::{Budget, LimitLayer, profile};
 /// static BUDGET: Budget<6> = Budget::new(profile::ESP32);
-/// let limit = Limit::new(&BUDGET);
+/// let limit = LimitLayer::new(&BUDGET);
 /// # let _ = limit;
 /// ```
 #[derive(Clone, Copy)]
-pub struct Limit<const N: usize> {
+pub struct LimitLayer<const N: usize> {
     budget: &'static Budget<N>,
 }
 
-impl<const N: usize> Limit<N> {
+impl<const N: usize> LimitLayer<N> {
     /// A layer admitting connections into `budget`.
     pub const fn new(budget: &'static Budget<N>) -> Self {
         Self { budget }
@@ -39,25 +39,27 @@ impl<const N: usize> Limit<N> {
     }
 }
 
-impl<C: Connection, const N: usize> Layer<C> for Limit<N> {
-    type Service = Limited<C, N>;
+impl<C: Connection, const N: usize> Layer<C> for LimitLayer<N> {
+    type Service = Limit<C, N>;
 
     /// Admits `inner` (a connection just accepted), keyed by its remote address. A
     /// connection refused here (its peer holds its share of sockets and none idle, or
     /// no slot is left) reads as ended (`Ok(0)`, what a server handles quietly) and
     /// fails every write with `ended_error(CloseReason::OverBudget)`; its `end` resets
     /// it, so the socket is free at once.
-    fn layer(&self, inner: C) -> Limited<C, N> {
+    fn layer(&self, inner: C) -> Limit<C, N> {
         let (slot, phase) = match self.budget.admit(peer_key(inner.remote())) {
-            Admission::Slot(slot) => (slot, Phase::Request),
-            Admission::Refused => (0, Phase::Refused),
+            Admission::Slot(slot) => (Some(slot), Phase::Request),
+            Admission::Refused => (None, Phase::Refused),
         };
-        Limited {
+        Limit {
             inner,
-            budget: self.budget,
-            slot,
-            phase,
-            class: ConnectionClass::Request,
+            permit: Permit {
+                budget: self.budget,
+                slot,
+                phase,
+                class: ConnectionClass::Request,
+            },
         }
     }
 }
@@ -97,12 +99,12 @@ enum Phase {
     QueueTimedOut,
 }
 
-/// A connection admitted by a [`Limit`] layer.
+/// A connection admitted by a [`LimitLayer`] layer.
 ///
 /// Admission: the connection takes a slot at accept. Its peer (remote address) may hold
 /// `per_peer` sockets and be served `peer_request_share()` requests at once; a request
 /// that does not fit is read as usual, and its response (the first write) waits until
-/// a request slot is given to it, at most `queue_wait_ms`, after which the connection
+/// a request slot is given to it, at most `queue_wait`, after which the connection
 /// is refused: `refusal_reply` is written, the write fails and `end` sends a FIN.
 /// Streams are a reservation: `set_class(Stream)` within the stream cap succeeds
 /// whatever the requests hold.
@@ -121,49 +123,60 @@ enum Phase {
 /// `Evicted` is an orderly reason: the default `end` sends a FIN and flushes, because
 /// the last response may still sit unacknowledged in the send buffer and an RST would
 /// drop it; with the timewait layer below, the linger after that FIN is bounded.
-pub struct Limited<C, const N: usize> {
+pub struct Limit<C, const N: usize> {
     inner: C,
+    permit: Permit<N>,
+}
+
+/// A connection's place in the budget, given back when it is dropped: RAII, so a
+/// dropped future or a panic in the handler leaks no slot.
+struct Permit<const N: usize> {
     budget: &'static Budget<N>,
-    /// The slot in the budget's table; meaningless when `phase` is `Refused`.
-    slot: u8,
+    /// The slot in the budget's table; `None` when refused at accept.
+    slot: Option<u8>,
     phase: Phase,
     class: ConnectionClass,
 }
 
-impl<C, const N: usize> Limited<C, N> {
+impl<const N: usize> Drop for Permit<N> {
+    fn drop(&mut self) {
+        self.budget.release(self.slot);
+    }
+}
+
+impl<C, const N: usize> Limit<C, N> {
+    /// The budget's handle on this connection's slot. Only the phases of an admitted
+    /// connection use it; a refused one (no slot) returns before any budget call.
     fn ticket(&self) -> Ticket<N> {
         Ticket {
-            budget: self.budget,
-            slot: self.slot,
+            budget: self.permit.budget,
+            slot: self.permit.slot.unwrap_or(0),
         }
     }
 }
 
-// The per-connection cost: a budget reference, the slot index, two one-byte enums.
-const _: () = assert!(core::mem::size_of::<Limited<(), 1>>() <= 2 * core::mem::size_of::<usize>());
+// The per-connection cost: a budget reference, the slot, two one-byte enums.
+const _: () = assert!(core::mem::size_of::<Limit<(), 1>>() <= 2 * core::mem::size_of::<usize>());
 
-/// Returns the slot: RAII, so a dropped future or a panic in the handler leaks none.
-impl<C, const N: usize> Drop for Limited<C, N> {
-    fn drop(&mut self) {
-        let slot = (self.phase != Phase::Refused).then_some(self.slot);
-        self.budget.release(slot);
-    }
-}
-
-impl<C, const N: usize> Limited<C, N> {
+impl<C, const N: usize> Limit<C, N> {
     /// The wrapped connection.
-    pub fn inner(&self) -> &C {
+    pub fn get_ref(&self) -> &C {
         &self.inner
     }
 
     /// The wrapped connection, mutably.
-    pub fn inner_mut(&mut self) -> &mut C {
+    pub fn get_mut(&mut self) -> &mut C {
         &mut self.inner
+    }
+
+    /// The wrapped connection; its slot goes back to the budget.
+    pub fn into_inner(self) -> C {
+        self.inner
     }
 
     /// The class this connection counts in.
     pub fn class(&self) -> ConnectionClass {
-        self.class
+        self.permit.class
     }
 }
 
@@ -182,27 +195,27 @@ impl<const N: usize> Drop for IdleRead<'_, N> {
     }
 }
 
-impl<C: Connection, const N: usize> ErrorType for Limited<C, N> {
+impl<C: Connection, const N: usize> ErrorType for Limit<C, N> {
     type Error = C::Error;
 }
 
-impl<C: Connection, const N: usize> Read for Limited<C, N> {
+impl<C: Connection, const N: usize> Read for Limit<C, N> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        match self.phase {
+        match self.permit.phase {
             // What a server handles quietly: the end of the connection, as far as it
             // knows. The reason is in `close_reason()`.
             Phase::Refused | Phase::QueueTimedOut | Phase::Evicted | Phase::Displaced => {
                 return Ok(0);
             }
-            _ if self.class == ConnectionClass::Stream => return self.inner.read(buf).await,
+            _ if self.permit.class == ConnectionClass::Stream => return self.inner.read(buf).await,
             Phase::Request => return self.read_request(buf).await,
             Phase::Response => {}
         }
         let idle = IdleRead {
             ticket: self.ticket(),
-            phase: &mut self.phase,
+            phase: &mut self.permit.phase,
         };
-        let mut grace = Some(Timer::after_millis(u64::from(idle.ticket.idle_grace_ms())));
+        let mut grace = Some(Timer::after(idle.ticket.idle_grace()));
         let result = {
             let mut read = pin!(self.inner.read(buf));
             poll_fn(|cx| {
@@ -229,11 +242,11 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
         };
         drop(idle);
         match result {
-            _ if self.phase == Phase::Evicted => Ok(0),
+            _ if self.permit.phase == Phase::Evicted => Ok(0),
             None => Ok(0),
             Some(Ok(n)) => {
                 if n > 0 {
-                    self.phase = Phase::Request;
+                    self.permit.phase = Phase::Request;
                 }
                 Ok(n)
             }
@@ -242,7 +255,7 @@ impl<C: Connection, const N: usize> Read for Limited<C, N> {
     }
 }
 
-impl<C: Connection, const N: usize> Limited<C, N> {
+impl<C: Connection, const N: usize> Limit<C, N> {
     /// A read while a request is being read: the budget may displace the connection
     /// (every socket taken, and this head the slowest), which ends the read.
     async fn read_request(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
@@ -260,7 +273,7 @@ impl<C: Connection, const N: usize> Limited<C, N> {
         match result {
             Some(r) => r,
             None => {
-                self.phase = Phase::Displaced;
+                self.permit.phase = Phase::Displaced;
                 Ok(0)
             }
         }
@@ -271,7 +284,7 @@ impl<C: Connection, const N: usize> Limited<C, N> {
     /// which the refusal reply is written and the write fails.
     async fn begin_response(&mut self) -> Result<(), C::Error> {
         let ticket = self.ticket();
-        let mut bound = Timer::after_millis(u64::from(ticket.queue_wait_ms()));
+        let mut bound = Timer::after(ticket.queue_wait());
         let granted = poll_fn(|cx| match ticket.begin_response(cx.waker()) {
             ResponseSlot::Granted => Poll::Ready(true),
             ResponseSlot::Closed => Poll::Ready(false),
@@ -284,11 +297,11 @@ impl<C: Connection, const N: usize> Limited<C, N> {
         })
         .await;
         if granted {
-            self.phase = Phase::Response;
+            self.permit.phase = Phase::Response;
             return Ok(());
         }
-        if self.phase == Phase::Request {
-            self.phase = Phase::QueueTimedOut;
+        if self.permit.phase == Phase::Request {
+            self.permit.phase = Phase::QueueTimedOut;
             let reply = ticket.refusal_reply();
             // Best effort, one write: the send buffer is empty, nothing of the response
             // went out, and a reply that does not fit is not worth holding the socket.
@@ -300,14 +313,16 @@ impl<C: Connection, const N: usize> Limited<C, N> {
     }
 }
 
-impl<C: Connection, const N: usize> Write for Limited<C, N> {
+impl<C: Connection, const N: usize> Write for Limit<C, N> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        match self.phase {
+        match self.permit.phase {
             Phase::Refused | Phase::QueueTimedOut => {
                 Err(self.inner.ended_error(CloseReason::OverBudget))
             }
             Phase::Evicted => Err(self.inner.ended_error(CloseReason::Evicted)),
-            Phase::Displaced => Err(self.inner.ended_error(CloseReason::Reaped(Deadline::Head))),
+            Phase::Displaced => Err(self
+                .inner
+                .ended_error(CloseReason::Reaped(Deadline::Request))),
             Phase::Request => {
                 self.begin_response().await?;
                 self.inner.write(buf).await
@@ -321,7 +336,7 @@ impl<C: Connection, const N: usize> Write for Limited<C, N> {
     }
 }
 
-impl<C: Connection, const N: usize> Connection for Limited<C, N> {
+impl<C: Connection, const N: usize> Connection for Limit<C, N> {
     tcp_layers_core::delegate_connection!(
         inner;
         state,
@@ -336,9 +351,9 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
     );
 
     fn close_reason(&self) -> Option<CloseReason> {
-        match self.phase {
+        match self.permit.phase {
             Phase::Evicted => Some(CloseReason::Evicted),
-            Phase::Displaced => Some(CloseReason::Reaped(Deadline::Head)),
+            Phase::Displaced => Some(CloseReason::Reaped(Deadline::Request)),
             Phase::Refused | Phase::QueueTimedOut => Some(CloseReason::OverBudget),
             Phase::Request | Phase::Response => self.inner.close_reason(),
         }
@@ -349,7 +364,7 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
     /// told to close; it then keeps its class. A stream within its cap is admitted
     /// even while every request slot is taken or the budget is exhausted.
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
-        match self.phase {
+        match self.permit.phase {
             Phase::Evicted | Phase::Displaced | Phase::Refused | Phase::QueueTimedOut => {
                 Err(ClassFull { class })
             }
@@ -357,10 +372,10 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
                 self.ticket().set_class(class)?;
                 if let Err(full) = self.inner.set_class(class) {
                     // Another budget further in said no: give this one its slot back.
-                    let _ = self.ticket().set_class(self.class);
+                    let _ = self.ticket().set_class(self.permit.class);
                     return Err(full);
                 }
-                self.class = class;
+                self.permit.class = class;
                 Ok(())
             }
         }
@@ -371,7 +386,7 @@ impl<C: Connection, const N: usize> Connection for Limited<C, N> {
     // reaches the peer; a connection refused at accept (its peer already holds its
     // share) is reset, which frees the socket at once for another device.
     fn end(&mut self, reason: CloseReason) -> impl Future<Output = ()> {
-        let reason = match (self.phase, self.close_reason().unwrap_or(reason)) {
+        let reason = match (self.permit.phase, self.end_reason(reason)) {
             (Phase::QueueTimedOut, _) => CloseReason::LocalClose,
             (_, reason) => reason,
         };

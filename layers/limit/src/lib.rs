@@ -10,7 +10,7 @@
 //!
 //! - a [`Budget`]: a `static` shared by every server socket, with total slots, a
 //!   reserve of listeners kept free, and caps per [`ConnectionClass`] (`Request`,
-//!   `Stream`). The [`Limit`] layer admits each accepted connection as `Request`;
+//!   `Stream`). The [`LimitLayer`] layer admits each accepted connection as `Request`;
 //!   [`Connection::set_class`](tcp_layers_core::Connection::set_class) promotes it to
 //!   `Stream` (a reservation: admitted within the stream cap whatever the requests
 //!   hold) or answers [`ClassFull`];
@@ -18,7 +18,7 @@
 //!   [`BudgetConfig::peer_request_share`] requests at once), so one browser never takes
 //!   the sockets a second device needs; a request that does not fit waits for a slot
 //!   (its response, not its reading) and is refused with a reply after
-//!   [`BudgetConfig::queue_wait_ms`];
+//!   [`BudgetConfig::queue_wait`];
 //! - slowloris: when every socket is taken, the connection longest in its request head
 //!   is displaced for the newcomer;
 //! - LRU purge: when an accepted connection leaves fewer free listeners than the
@@ -36,10 +36,10 @@
 //!
 //! ```
 //! use tcp_layers_core::{Connection, ConnectionClass, Layer};
-//! use tcp_layers_limit::{Budget, Limit, profile};
+//! use tcp_layers_limit::{Budget, LimitLayer, profile};
 //!
 //! static BUDGET: Budget<6> = Budget::new(profile::ESP32);
-//! let limit = Limit::new(&BUDGET);
+//! let limit = LimitLayer::new(&BUDGET);
 //! // In each accept loop: let mut conn = limit.layer(socket); serve(&mut conn).await;
 //! // Starting an SSE stream: if conn.set_class(ConnectionClass::Stream).is_err() { 503 }
 //! # let _ = limit;
@@ -61,5 +61,5 @@ pub use accept::HANDSHAKE_TIMEOUT;
 pub use accept::{AcceptLoop, Backoff};
 pub use budget::{Budget, BudgetStats};
 pub use config::{BudgetConfig, LWIP_PCB_LIMIT, StackServices, profile};
-pub use layer::{Limit, Limited};
+pub use layer::{Limit, LimitLayer};
 pub use tcp_layers_core::{ClassFull, ConnectionClass};

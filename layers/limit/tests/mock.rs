@@ -11,7 +11,7 @@ use tcp_layers_core::{
     CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, ErrorType, Layer, Read,
     TcpState, Write,
 };
-use tcp_layers_limit::{Budget, BudgetConfig, Limit};
+use tcp_layers_limit::{Budget, BudgetConfig, LimitLayer};
 
 /// The peer's side of a mock connection: bytes to deliver and the pending read's waker.
 #[derive(Default)]
@@ -143,7 +143,7 @@ fn request_over_the_cap_waits_then_gets_the_refusal_reply() {
             .with_refusal_reply(REPLY),
     );
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
         assert_eq!(BUDGET.active_of(ConnectionClass::Request), 3);
         let peer = Mock::default();
@@ -182,7 +182,7 @@ fn request_over_the_cap_waits_then_gets_the_refusal_reply() {
 fn request_over_the_cap_is_served_when_a_slot_frees() {
     static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
         let peer = Mock::default();
         let mut fourth = limit.layer(peer.clone());
@@ -212,7 +212,7 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
     // 5 requests at once.
     static BUDGET: Budget<8> = Budget::new(BudgetConfig::new(8, 2, 6).with_exhaustion_at(9));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let a = [192, 168, 1, 10];
         let mut a_conns: Vec<_> = (0..6).map(|_| limit.layer(Mock::from(a))).collect();
         println!(
@@ -262,7 +262,7 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
 fn a_waiting_response_takes_over_its_peers_idle_connection() {
     static BUDGET: Budget<8> = Budget::new(BudgetConfig::new(8, 2, 6).with_exhaustion_at(9));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let a = [10, 0, 0, 1];
         let peers: Vec<_> = (0..6).map(|_| Mock::from(a)).collect();
         let mut conns: Vec<_> = peers.iter().map(|p| limit.layer(p.clone())).collect();
@@ -298,7 +298,7 @@ fn a_waiting_response_takes_over_its_peers_idle_connection() {
 fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
     static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         // Three slow heads from three addresses, a second apart.
         let mut slow = Vec::new();
         for i in 0..3u8 {
@@ -322,7 +322,7 @@ fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
         }
         assert_eq!(
             slow[0].close_reason(),
-            Some(CloseReason::Reaped(Deadline::Head))
+            Some(CloseReason::Reaped(Deadline::Request))
         );
         assert_eq!(slow[1].close_reason(), None, "only the oldest");
         assert_eq!(BUDGET.stats().displaced, 1);
@@ -335,7 +335,7 @@ fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
 fn a_fresh_head_is_not_displaced() {
     static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let mut first = limit.layer(Mock::from([10, 0, 1, 1]));
         tcp_layers_sim::Timer::after_millis(999).await;
         let mut buf = [0u8; 8];
@@ -354,7 +354,7 @@ fn a_fresh_head_is_not_displaced() {
 fn idle_connection_is_evicted_when_reserve_is_short() {
     static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 0, 3).with_exhaustion_at(4));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let (peer_a, peer_b) = (Mock::default(), Mock::default());
         let mut a = limit.layer(peer_a.clone());
         let mut b = limit.layer(peer_b.clone());
@@ -393,7 +393,7 @@ fn idle_connection_is_evicted_when_reserve_is_short() {
 fn busy_and_stream_connections_are_never_evicted() {
     static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 1, 2).with_exhaustion_at(4));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let peer = Mock::default();
         let mut stream = limit.layer(peer.clone());
         exchange(&mut stream, &peer).await;
@@ -421,7 +421,7 @@ fn busy_and_stream_connections_are_never_evicted() {
 fn cancelled_idle_read_is_busy_again() {
     static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let peer = Mock::default();
         let mut a = limit.layer(peer.clone());
         exchange(&mut a, &peer).await;
@@ -449,7 +449,7 @@ fn stream_cap_refuses_with_class_full() {
     }
     sim(async {
         event::set_hook(hook);
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let mut first = limit.layer(Mock::default());
         let mut second = limit.layer(Mock::default());
         assert_eq!(first.set_class(ConnectionClass::Stream), Ok(()));
@@ -478,7 +478,7 @@ fn stream_cap_refuses_with_class_full() {
 fn exhaustion_is_held_and_cleared_once() {
     static BUDGET: Budget<6> = Budget::new(BudgetConfig::new(6, 1, 5));
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
         assert!(!BUDGET.is_exhausted());
         conns.push(limit.layer(Mock::default())); // 4 = total - 2
@@ -508,10 +508,10 @@ fn exhaustion_is_held_and_cleared_once() {
 fn backoff_doubles_to_its_cap() {
     sim(async {
         let b = tcp_layers_limit::Backoff::DEFAULT;
-        let delays: Vec<u32> = (1..=9).map(|n| b.delay_ms(n)).collect();
+        let delays: Vec<u64> = (1..=9).map(|n| b.delay(n).as_millis()).collect();
         println!("backoff delays (ms): {delays:?}");
         assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
-        assert_eq!(b.delay_ms(u32::MAX), 1000);
+        assert_eq!(b.delay(u32::MAX).as_millis(), 1000);
     });
 }
 
@@ -522,10 +522,10 @@ fn idle_grace_refills_the_reserve() {
         BudgetConfig::new(3, 0, 3)
             .with_reserve(2)
             .with_exhaustion_at(4)
-            .with_idle_grace_ms(500),
+            .with_idle_grace(embassy_time::Duration::from_millis(500)),
     );
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let (peer_a, peer_b) = (Mock::default(), Mock::default());
         let mut a = limit.layer(peer_a.clone());
         let mut b = limit.layer(peer_b.clone());
@@ -563,10 +563,10 @@ fn idle_grace_refills_the_reserve() {
 #[test]
 fn wrapper_adds_a_few_bytes() {
     let overhead =
-        std::mem::size_of::<tcp_layers_limit::Limited<Mock, 8>>() - std::mem::size_of::<Mock>();
+        std::mem::size_of::<tcp_layers_limit::Limit<Mock, 8>>() - std::mem::size_of::<Mock>();
     // A `&'static Budget`, the slot index and two one-byte enums: 8 bytes on a 32-bit
     // chip, 16 with this host's 8-byte pointers and padding.
-    println!("Limited<C> adds {overhead} bytes per connection on this host");
+    println!("Limit<C> adds {overhead} bytes per connection on this host");
     assert!(overhead <= 2 * std::mem::size_of::<usize>());
 }
 
@@ -575,10 +575,10 @@ fn dropping_an_idle_read_at_any_poll_leaks_nothing() {
     static BUDGET: Budget<2> = Budget::new(
         BudgetConfig::new(2, 0, 2)
             .with_exhaustion_at(3)
-            .with_idle_grace_ms(10),
+            .with_idle_grace(embassy_time::Duration::from_millis(10)),
     );
     sim(async {
-        let limit = Limit::new(&BUDGET);
+        let limit = LimitLayer::new(&BUDGET);
         let mut evicted = 0;
         for polls in 0..5 {
             let peer = Mock::default();

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{ConnectionClass, Layer};
-use tcp_layers_limit::{Budget, BudgetConfig, Limit};
+use tcp_layers_limit::{Budget, BudgetConfig, LimitLayer};
 use tcp_layers_sim::client::{self, AfterLoad, Page, PageLoad};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server::{ServerHandle, spawn_server};
@@ -14,11 +14,11 @@ use tcp_layers_sim::{Duration, Host, LinkConfig, Net, Timer, run};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
     Raw,
-    Limit,
+    LimitLayer,
 }
 
 /// The sim's server with `sockets` slots serving the raw responder, each connection
-/// wrapped in `Limit` when `variant` says so.
+/// wrapped in `LimitLayer` when `variant` says so.
 fn server<const N: usize>(
     device: &Host,
     sockets: usize,
@@ -31,8 +31,8 @@ fn server<const N: usize>(
             Variant::Raw => {
                 responder::serve(socket, &routes).await;
             }
-            Variant::Limit => {
-                let mut conn = Limit::new(budget).layer(socket);
+            Variant::LimitLayer => {
+                let mut conn = LimitLayer::new(budget).layer(socket);
                 responder::serve(&mut conn, &routes).await;
             }
         }
@@ -95,7 +95,7 @@ fn second_device<const N: usize>(
         let result = (load_a.ok, load_b.ok, b_ms);
         load_a.connections.close().await;
         load_b.connections.close().await;
-        if variant == Variant::Limit {
+        if variant == Variant::LimitLayer {
             assert_budget_drained(budget).await;
         }
         result
@@ -111,7 +111,7 @@ fn second_device_loads_its_page_while_the_first_idles() {
     println!("raw:");
     let (raw_a, raw_b, raw_ms) = second_device(Variant::Raw, &UNUSED);
     println!("limit:");
-    let (lim_a, lim_b, lim_ms) = second_device(Variant::Limit, &BUDGET);
+    let (lim_a, lim_b, lim_ms) = second_device(Variant::LimitLayer, &BUDGET);
     println!(
         "second device page load: raw ok {raw_b} ({raw_ms} ms), limit ok {lim_b} ({lim_ms} ms)"
     );
@@ -170,7 +170,7 @@ fn streams<const N: usize>(
                 Err(_) => (0, false),
             });
         }
-        if variant == Variant::Limit {
+        if variant == Variant::LimitLayer {
             assert_budget_drained(budget).await;
         }
         (statuses, loads)
@@ -184,7 +184,7 @@ fn streams_beyond_their_cap_are_told_to_retry_and_page_loads_go_on() {
     println!("raw:");
     let (raw_sse, raw_loads) = streams(Variant::Raw, &UNUSED);
     println!("limit:");
-    let (lim_sse, lim_loads) = streams(Variant::Limit, &BUDGET);
+    let (lim_sse, lim_loads) = streams(Variant::LimitLayer, &BUDGET);
     println!(
         "sse statuses raw {raw_sse:?} limit {lim_sse:?}; page loads ok raw {raw_loads:?} limit {lim_loads:?}"
     );
@@ -241,7 +241,7 @@ fn exhaustion<const N: usize>(variant: Variant, budget: &'static Budget<N>) -> V
             }
         }
         Timer::after(Duration::from_secs(1)).await;
-        if variant == Variant::Limit {
+        if variant == Variant::LimitLayer {
             assert_budget_drained(budget).await;
         }
         event::clear_hook();
@@ -254,7 +254,7 @@ fn exhaustion_event_fires_once_and_clears() {
     static BUDGET: Budget<6> = Budget::new(tcp_layers_limit::profile::ESP32);
     static UNUSED: Budget<6> = Budget::new(tcp_layers_limit::profile::ESP32);
     let raw = exhaustion(Variant::Raw, &UNUSED);
-    let limit = exhaustion(Variant::Limit, &BUDGET);
+    let limit = exhaustion(Variant::LimitLayer, &BUDGET);
     println!("exhaustion events: raw {raw:?}, limit {limit:?}");
     assert!(raw.is_empty(), "raw: nothing reacts");
     assert_eq!(limit.len(), 2, "one event in, one out");

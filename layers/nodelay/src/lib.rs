@@ -7,7 +7,7 @@
 //! stacks. Every small response arrives one delayed ACK late. Embassy-net and lwIP have
 //! Nagle on by default.
 //!
-//! [`NoDelay`] is a [`Layer`] that sets TCP_NODELAY (`set_nagle_enabled(false)` on
+//! [`NoDelayLayer`] is a [`Layer`] that sets TCP_NODELAY (`set_nagle_enabled(false)` on
 //! embassy-net) once, when it wraps the connection, and then passes every call through
 //! unchanged: it costs nothing while data flows and adds no bytes of state. Where the
 //! stack has no such option (the adapter answers [`Unsupported`](tcp_layers_core::Unsupported)), the layer reports
@@ -16,9 +16,9 @@
 //!
 //! ```
 //! use tcp_layers_core::Layer;
-//! use tcp_layers_nodelay::{Nagle, NoDelay};
+//! use tcp_layers_nodelay::{Nagle, NoDelayLayer};
 //!
-//! const LAYER: NoDelay = NoDelay::new(); // Nagle off: the default
+//! const LAYER: NoDelayLayer = NoDelayLayer::new(); // Nagle off: the default
 //! assert_eq!(LAYER.nagle(), Nagle::Off);
 //! // let mut conn = LAYER.layer(socket);
 //! ```
@@ -55,11 +55,11 @@ pub enum Nagle {
 /// connection with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[must_use = "a layer does nothing until it wraps a connection"]
-pub struct NoDelay {
+pub struct NoDelayLayer {
     nagle: Nagle,
 }
 
-impl NoDelay {
+impl NoDelayLayer {
     /// Nagle off (TCP_NODELAY on): the default.
     pub const fn new() -> Self {
         Self { nagle: Nagle::Off }
@@ -82,8 +82,8 @@ impl NoDelay {
     }
 }
 
-impl<C: Connection> Layer<C> for NoDelay {
-    type Service = NoDelayConnection<C>;
+impl<C: Connection> Layer<C> for NoDelayLayer {
+    type Service = NoDelay<C>;
 
     fn layer(&self, mut inner: C) -> Self::Service {
         match self.nagle {
@@ -98,18 +98,18 @@ impl<C: Connection> Layer<C> for NoDelay {
                 let _ = inner.set_nodelay(false);
             }
         }
-        NoDelayConnection { inner }
+        NoDelay { inner }
     }
 }
 
-/// A connection whose Nagle mode was set by [`NoDelay`]. Everything else passes
+/// A connection whose Nagle mode was set by [`NoDelayLayer`]. Everything else passes
 /// through unchanged; it is exactly as large as the connection it wraps.
 #[derive(Debug)]
-pub struct NoDelayConnection<C> {
+pub struct NoDelay<C> {
     inner: C,
 }
 
-impl<C> NoDelayConnection<C> {
+impl<C> NoDelay<C> {
     /// The wrapped connection.
     pub fn get_ref(&self) -> &C {
         &self.inner
@@ -126,9 +126,9 @@ impl<C> NoDelayConnection<C> {
     }
 }
 
-delegate_io!(NoDelayConnection, inner);
+delegate_io!(NoDelay, inner);
 
-impl<C: Connection> Connection for NoDelayConnection<C> {
+impl<C: Connection> Connection for NoDelay<C> {
     delegate_connection!(inner;
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error, close_reason, set_class, end);

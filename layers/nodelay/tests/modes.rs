@@ -4,27 +4,27 @@ mod common;
 use common::{MockConn, Option_};
 use embassy_futures::block_on;
 use tcp_layers_core::{CloseReason, Connection, Layer, Read, Write};
-use tcp_layers_nodelay::{Nagle, NoDelay, NoDelayConnection};
+use tcp_layers_nodelay::{Nagle, NoDelay, NoDelayLayer};
 
 #[test]
 fn default_turns_nagle_off_at_wrap() {
-    let conn = NoDelay::new().layer(MockConn::new(Option_::Supported));
+    let conn = NoDelayLayer::new().layer(MockConn::new(Option_::Supported));
     println!(
         "set_nodelay calls at wrap: {:?}",
         conn.get_ref().nodelay_calls
     );
     assert_eq!(conn.get_ref().nodelay_calls, [true]);
-    assert_eq!(NoDelay::default(), NoDelay::new());
-    assert_eq!(NoDelay::new().nagle(), Nagle::Off);
+    assert_eq!(NoDelayLayer::default(), NoDelayLayer::new());
+    assert_eq!(NoDelayLayer::new().nagle(), Nagle::Off);
 }
 
 #[test]
 fn keep_nagle_sets_nagle_on_explicitly() {
     // A reused socket keeps the mode of its previous connection, so the opt-out must
     // set it too.
-    let conn = NoDelay::keep_nagle().layer(MockConn::new(Option_::Supported));
+    let conn = NoDelayLayer::keep_nagle().layer(MockConn::new(Option_::Supported));
     assert_eq!(conn.get_ref().nodelay_calls, [false]);
-    let conn = NoDelay::with_nagle(Nagle::Off).layer(MockConn::new(Option_::Supported));
+    let conn = NoDelayLayer::with_nagle(Nagle::Off).layer(MockConn::new(Option_::Supported));
     assert_eq!(conn.get_ref().nodelay_calls, [true]);
 }
 
@@ -32,7 +32,7 @@ fn keep_nagle_sets_nagle_on_explicitly() {
 fn everything_else_passes_through() {
     let mut mock = MockConn::new(Option_::Supported);
     mock.to_read = b"GET / HTTP/1.1\r\n\r\n".to_vec();
-    let mut conn = NoDelay::new().layer(mock);
+    let mut conn = NoDelayLayer::new().layer(mock);
     block_on(async {
         let mut buf = [0u8; 64];
         let n = conn.read(&mut buf).await.unwrap();
@@ -52,7 +52,7 @@ fn everything_else_passes_through() {
 
 #[test]
 fn wrapper_adds_no_bytes() {
-    let extra = size_of::<NoDelayConnection<MockConn>>() - size_of::<MockConn>();
+    let extra = size_of::<NoDelay<MockConn>>() - size_of::<MockConn>();
     println!("nodelay wrapper: {extra} bytes beyond the connection");
     assert_eq!(extra, 0);
 }

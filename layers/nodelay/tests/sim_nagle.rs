@@ -3,7 +3,7 @@
 //! default) the response's tail waits for the client's 10 ms delayed ACK. The layer
 //! must remove that wait and match a socket whose Nagle was turned off by hand.
 use tcp_layers_core::Layer;
-use tcp_layers_nodelay::NoDelay;
+use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::{Duration, LinkConfig, Net, client, run, server};
 
@@ -15,7 +15,7 @@ const PATH: &str = "/bytes/2048";
 enum Server {
     /// The socket as accepted: Nagle on.
     Raw,
-    /// Wrapped in `NoDelay::new()`.
+    /// Wrapped in `NoDelayLayer::new()`.
     Layered,
     /// `set_nagle_enabled(false)` by hand: the ideal the layer must reach.
     NagleOffByHand,
@@ -30,7 +30,7 @@ fn time_to_last_byte(variant: Server) -> Duration {
                 responder::serve(socket, &Routes::new()).await;
             }
             Server::Layered => {
-                let mut conn = NoDelay::new().layer(socket);
+                let mut conn = NoDelayLayer::new().layer(socket);
                 responder::serve(&mut conn, &Routes::new()).await;
             }
             Server::NagleOffByHand => {

@@ -9,7 +9,7 @@ use common::{MockConn, Option_};
 use embassy_futures::block_on;
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{Layer, Write};
-use tcp_layers_nodelay::{NoDelay, reset_unsupported_report, unsupported_reported};
+use tcp_layers_nodelay::{NoDelayLayer, reset_unsupported_report, unsupported_reported};
 
 static UNSUPPORTED_EVENTS: AtomicU32 = AtomicU32::new(0);
 
@@ -25,11 +25,11 @@ fn reported_once_per_process_and_connection_still_works() {
     assert!(!unsupported_reported());
 
     // The opt-out never reports: Nagle is already on where the option is missing.
-    let _ = NoDelay::keep_nagle().layer(MockConn::new(Option_::Missing));
+    let _ = NoDelayLayer::keep_nagle().layer(MockConn::new(Option_::Missing));
     assert_eq!(UNSUPPORTED_EVENTS.load(Ordering::Relaxed), 0);
 
     for _ in 0..5 {
-        let mut conn = NoDelay::new().layer(MockConn::new(Option_::Missing));
+        let mut conn = NoDelayLayer::new().layer(MockConn::new(Option_::Missing));
         block_on(conn.write_all(b"still works")).unwrap();
         assert_eq!(conn.get_ref().written, b"still works");
     }
@@ -39,7 +39,7 @@ fn reported_once_per_process_and_connection_still_works() {
     assert!(unsupported_reported());
 
     reset_unsupported_report();
-    let _ = NoDelay::new().layer(MockConn::new(Option_::Missing));
+    let _ = NoDelayLayer::new().layer(MockConn::new(Option_::Missing));
     assert_eq!(UNSUPPORTED_EVENTS.load(Ordering::Relaxed), 2);
     event::clear_hook();
 }

@@ -22,9 +22,9 @@ bitflags! {
         const REAPED_FIRST_BYTE = 1 << 4;
         /// `CloseReason::Reaped(Deadline::Idle)`.
         const REAPED_IDLE = 1 << 5;
-        /// `CloseReason::Reaped(Deadline::Head)`.
+        /// `CloseReason::Reaped(Deadline::Request)`.
         const REAPED_HEAD = 1 << 6;
-        /// `CloseReason::Reaped(Deadline::HeadTooLarge)`.
+        /// `CloseReason::Reaped(Deadline::RequestTooLarge)`.
         const REAPED_HEAD_TOO_LARGE = 1 << 7;
         /// `CloseReason::Reaped(Deadline::Stall)`.
         const REAPED_STALL = 1 << 8;
@@ -300,9 +300,9 @@ mod tests {
                 Reasons::REAPED_FIRST_BYTE,
             ),
             (CloseReason::Reaped(Deadline::Idle), Reasons::REAPED_IDLE),
-            (CloseReason::Reaped(Deadline::Head), Reasons::REAPED_HEAD),
+            (CloseReason::Reaped(Deadline::Request), Reasons::REAPED_HEAD),
             (
-                CloseReason::Reaped(Deadline::HeadTooLarge),
+                CloseReason::Reaped(Deadline::RequestTooLarge),
                 Reasons::REAPED_HEAD_TOO_LARGE,
             ),
             (CloseReason::Reaped(Deadline::Stall), Reasons::REAPED_STALL),

@@ -1,4 +1,4 @@
-//! Quiet close logging with counters: a browser that cancels a download is not an error.
+//! QuietLayer close logging with counters: a browser that cancels a download is not an error.
 //!
 //! An embedded web server logs every write error at error level. Browsers cancel all
 //! the time (an image replaced, a tab closed, a page left), and embassy-net reports a
@@ -18,14 +18,14 @@
 //!
 //! ```ignore
 //! use tcp_layers_core::Layer;
-//! use tcp_layers_quiet::{Counters, Quiet, QuietConfig, Reasons};
+//! use tcp_layers_quiet::{Counters, QuietLayer, QuietConfig, Reasons};
 //!
 //! static COUNTERS: Counters = Counters::new();
 //! // Or, to see cancels at info: the common change is one line.
 //! // static COUNTERS: Counters =
 //! //     Counters::with_config(QuietConfig::new().info_on(Reasons::CLIENT_CANCELLED));
 //!
-//! let mut conn = Quiet::new(&COUNTERS).layer(socket);
+//! let mut conn = QuietLayer::new(&COUNTERS).layer(socket);
 //! // ... serve; then, or never (a drop is counted too):
 //! conn.end(CloseReason::LocalClose).await;
 //! // a status line from any task:
@@ -84,14 +84,14 @@ use tcp_layers_core::{
 
 use classify::{Failure, Phase, classify, classify_drop};
 
-/// The quiet-close layer: wraps a connection in a [`QuietConnection`] that reports to
+/// The quiet-close layer: wraps a connection in a [`Quiet`] that reports to
 /// `counters`. The log policy is the one in the counters ([`Counters::with_config`]).
 #[derive(Clone, Copy)]
-pub struct Quiet {
+pub struct QuietLayer {
     counters: &'static Counters,
 }
 
-impl Quiet {
+impl QuietLayer {
     /// A layer reporting to `counters`.
     pub const fn new(counters: &'static Counters) -> Self {
         Self { counters }
@@ -103,13 +103,13 @@ impl Quiet {
     }
 }
 
-impl<C: Connection> Layer<C> for Quiet {
-    type Service = QuietConnection<C>;
+impl<C: Connection> Layer<C> for QuietLayer {
+    type Service = Quiet<C>;
 
     /// Counts the connection as accepted and active.
-    fn layer(&self, inner: C) -> QuietConnection<C> {
+    fn layer(&self, inner: C) -> Quiet<C> {
         self.counters.opened();
-        QuietConnection {
+        Quiet {
             inner,
             counters: self.counters,
             bytes_in: 0,
@@ -134,7 +134,7 @@ enum Outcome {
 
 /// A connection whose close is classified, counted and logged once: at [`Connection::end`]
 /// or, if the server never calls it, when the wrapper is dropped.
-pub struct QuietConnection<C: Connection> {
+pub struct Quiet<C: Connection> {
     inner: C,
     counters: &'static Counters,
     /// Saturating at 4 GiB: a per-connection figure for the close line; the shared
@@ -145,7 +145,7 @@ pub struct QuietConnection<C: Connection> {
     outcome: Outcome,
 }
 
-impl<C: Connection> QuietConnection<C> {
+impl<C: Connection> Quiet<C> {
     /// The wrapped connection.
     pub fn get_ref(&self) -> &C {
         &self.inner
@@ -154,6 +154,19 @@ impl<C: Connection> QuietConnection<C> {
     /// The wrapped connection, mutably. I/O done on it directly is not counted.
     pub fn get_mut(&mut self) -> &mut C {
         &mut self.inner
+    }
+
+    /// The wrapped connection. Its close is counted and logged now, as a drop of the
+    /// wrapper would (the connection itself stays open): the counters stay balanced.
+    pub fn into_inner(self) -> C {
+        let mut this = core::mem::ManuallyDrop::new(self);
+        this.count_on_drop();
+        #[allow(unsafe_code)]
+        // SAFETY: `this` is never used or dropped after this read, so `inner` is moved
+        // out exactly once; the other fields own nothing (references and plain values).
+        unsafe {
+            core::ptr::read(&this.inner)
+        }
     }
 
     /// Bytes read through this wrapper (saturating at `u32::MAX`).
@@ -347,10 +360,16 @@ impl core::fmt::Display for Peer {
     }
 }
 
-impl<C: Connection> Drop for QuietConnection<C> {
+impl<C: Connection> Drop for Quiet<C> {
     /// A server that never called `end` still gets its close counted and logged (no I/O
     /// here: the socket's own drop decides what goes on the wire).
     fn drop(&mut self) {
+        self.count_on_drop();
+    }
+}
+
+impl<C: Connection> Quiet<C> {
+    fn count_on_drop(&mut self) {
         if let Outcome::Counted(_) = self.outcome {
             return;
         }
@@ -395,11 +414,11 @@ fn unshared(total: u32) -> u64 {
     }
 }
 
-impl<C: Connection> ErrorType for QuietConnection<C> {
+impl<C: Connection> ErrorType for Quiet<C> {
     type Error = C::Error;
 }
 
-impl<C: Connection> Read for QuietConnection<C> {
+impl<C: Connection> Read for Quiet<C> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
         let result = self.inner.read(buf).await;
         match &result {
@@ -418,7 +437,7 @@ impl<C: Connection> Read for QuietConnection<C> {
     }
 }
 
-impl<C: Connection> Write for QuietConnection<C> {
+impl<C: Connection> Write for Quiet<C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
         let result = self.inner.write(buf).await;
         match &result {
@@ -452,7 +471,7 @@ impl<C: Connection> Write for QuietConnection<C> {
     }
 }
 
-impl<C: Connection> Connection for QuietConnection<C> {
+impl<C: Connection> Connection for Quiet<C> {
     tcp_layers_core::delegate_connection!(inner; state, set_nodelay, remote, local,
         send_queue, recv_queue, ended_error);
 
@@ -481,7 +500,7 @@ impl<C: Connection> Connection for QuietConnection<C> {
     /// Counts and logs the close (before the inner `end`, so a dropped `end` future
     /// loses nothing), then passes the classified reason inward.
     async fn end(&mut self, reason: CloseReason) {
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         self.count_close(reason);
         self.inner.end(reason).await;
     }

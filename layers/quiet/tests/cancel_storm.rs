@@ -5,7 +5,7 @@ mod common;
 
 use common::{NaiveLog, Rng, lines, start_counting};
 use tcp_layers_core::{CloseReason, Layer};
-use tcp_layers_quiet::{Counters, Quiet};
+use tcp_layers_quiet::{Counters, QuietLayer};
 use tcp_layers_sim::{Duration, LinkConfig, Net, client, responder, run_with_limit, server, spawn};
 
 const CLIENTS: usize = 100;
@@ -19,7 +19,7 @@ enum Logging {
     /// `error!` on every failed read, write or flush.
     Naive,
     /// The quiet layer around the socket.
-    Quiet(&'static Counters),
+    QuietLayer(&'static Counters),
 }
 
 /// Runs the storm and returns the log lines of the run and how many cancels the clients
@@ -39,8 +39,9 @@ fn storm(logging: Logging) -> (common::Lines, usize) {
                     Logging::Naive => {
                         responder::serve(&mut NaiveLog { inner: socket }, &routes).await;
                     }
-                    Logging::Quiet(counters) => {
-                        responder::serve(&mut Quiet::new(counters).layer(socket), &routes).await;
+                    Logging::QuietLayer(counters) => {
+                        responder::serve(&mut QuietLayer::new(counters).layer(socket), &routes)
+                            .await;
                     }
                 },
             );
@@ -104,7 +105,7 @@ fn a_cancel_storm_logs_nothing_loud_and_counts_every_cancel() {
     );
 
     static COUNTERS: Counters = Counters::new();
-    let (quiet, cancels) = storm(Logging::Quiet(&COUNTERS));
+    let (quiet, cancels) = storm(Logging::QuietLayer(&COUNTERS));
     let s = COUNTERS.snapshot();
     println!(
         "layer on: {cancels} cancels -> {} lines at warn or above, {} trace lines; counters: {s}",

@@ -9,7 +9,7 @@ use common::{EndedBy, HideReason, Lines, NaiveLog, lines, start_counting};
 use embassy_net::Stack;
 use embassy_time::with_timeout;
 use tcp_layers_core::{CloseReason, Connection, Deadline, Layer, Read, Write};
-use tcp_layers_quiet::{CounterSnapshot, Counters, Quiet};
+use tcp_layers_quiet::{CounterSnapshot, Counters, QuietLayer};
 use tcp_layers_sim::client::{self, ClientBuffers, ClientOptions, Session};
 use tcp_layers_sim::fault::FailWrites;
 use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, responder, run, run_with_limit, server};
@@ -22,7 +22,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 #[derive(Clone, Copy)]
 enum Server {
     /// The raw responder behind the quiet layer.
-    Quiet,
+    QuietLayer,
     /// The same with `fault::FailWrites` under the layer: writes fail after `n` bytes.
     QuietFailWrites(usize),
     /// `FailWrites` whose reason is hidden: the layer classifies from the state alone.
@@ -47,10 +47,10 @@ fn scenario(
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let routes = responder::Routes::new();
-        let quiet = Quiet::new(counters);
+        let quiet = QuietLayer::new(counters);
         let handle =
             server::spawn_server(device.stack, 80, SOCKETS, async move |socket| match kind {
-                Server::Quiet => {
+                Server::QuietLayer => {
                     responder::serve(&mut quiet.layer(socket), &routes).await;
                 }
                 Server::QuietFailWrites(n) => {
@@ -136,7 +136,7 @@ fn only(s: &CounterSnapshot, reason: CloseReason, n: u64) {
 #[test]
 fn fin_between_requests_is_a_peer_close_at_trace() {
     static COUNTERS: Counters = Counters::new();
-    let lines = scenario(&COUNTERS, Server::Quiet, async |_, stack, server| {
+    let lines = scenario(&COUNTERS, Server::QuietLayer, async |_, stack, server| {
         let r = client::keep_alive(stack, server, &["/", "/r/1", "/r/2"]).await;
         assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
     });
@@ -153,7 +153,7 @@ fn fin_between_requests_is_a_peer_close_at_trace() {
 #[test]
 fn rst_while_idle_is_a_peer_reset_at_trace() {
     static COUNTERS: Counters = Counters::new();
-    let lines = scenario(&COUNTERS, Server::Quiet, async |_, stack, server| {
+    let lines = scenario(&COUNTERS, Server::QuietLayer, async |_, stack, server| {
         let options = ClientOptions::new();
         let mut buffers = ClientBuffers::new(&options);
         let mut session = Session::connect(stack, &mut buffers, server, options)
@@ -172,7 +172,7 @@ fn rst_while_idle_is_a_peer_reset_at_trace() {
 #[test]
 fn the_servers_own_close_is_a_local_close() {
     static COUNTERS: Counters = Counters::new();
-    let lines = scenario(&COUNTERS, Server::Quiet, async |_, stack, server| {
+    let lines = scenario(&COUNTERS, Server::QuietLayer, async |_, stack, server| {
         let options = ClientOptions::new();
         let mut buffers = ClientBuffers::new(&options);
         let mut session = Session::connect(stack, &mut buffers, server, options)
@@ -319,7 +319,7 @@ fn end_then_drop_counts_once() {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let handle = server::spawn_server(device.stack, 80, 1, async |socket| {
-            let mut conn = Quiet::new(&COUNTERS).layer(socket);
+            let mut conn = QuietLayer::new(&COUNTERS).layer(socket);
             let mut buf = [0u8; 64];
             let _ = conn.read(&mut buf).await;
             conn.end(CloseReason::LocalClose).await;
@@ -347,7 +347,7 @@ fn a_dropped_end_future_still_counts_once() {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         let _handle = server::spawn_server(device.stack, 80, 1, async |socket| {
-            let mut conn = Quiet::new(&COUNTERS).layer(socket);
+            let mut conn = QuietLayer::new(&COUNTERS).layer(socket);
             let mut buf = [0u8; 256];
             let _ = conn.read(&mut buf).await;
             // The client vanishes meanwhile.
@@ -382,7 +382,7 @@ fn a_dropped_end_future_still_counts_once() {
 #[test]
 fn the_wrapper_adds_two_words_and_eight_bytes_at_most() {
     type Socket = &'static mut embassy_net::tcp::TcpSocket<'static>;
-    let overhead = size_of::<tcp_layers_quiet::QuietConnection<Socket>>() - size_of::<Socket>();
+    let overhead = size_of::<tcp_layers_quiet::Quiet<Socket>>() - size_of::<Socket>();
     println!("quiet layer: {overhead} bytes per connection on this host");
     assert!(overhead <= 2 * size_of::<usize>() + 8, "{overhead}");
 }

@@ -4,7 +4,7 @@
 //! sending one byte every two seconds take every slot of an ESP32 web server, and
 //! every legitimate request after them is refused.
 //!
-//! [`Reaper`] wraps a connection and follows each request by watching the reads and
+//! [`ReaperLayer`] wraps a connection and follows each request by watching the reads and
 //! writes the server makes; it parses nothing but the end of the request head (the
 //! streaming [`scanner`] looks for `\r\n\r\n` across reads). Each wait on the peer gets
 //! the deadline of the phase the connection is in:
@@ -14,7 +14,7 @@
 //! | new connection | the first byte | `first_byte` (3 s) | `FirstByte` |
 //! | between requests | the next request's first byte | `idle` (5 s) | `Idle` |
 //! | request head | the rest of the head | `head` (4 s, +1 s per 500 B, at most 8 s) | `Head` |
-//! | request head | - | more than `max_head` (4096) bytes | `HeadTooLarge` |
+//! | request head | - | more than `max_head` (4096) bytes | `RequestTooLarge` |
 //! | request body, response | send or receive progress | `stall` (5 s) | `Stall` |
 //!
 //! The phases follow from the I/O pattern: the first read waits for the first byte, the
@@ -54,12 +54,12 @@
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Deadline, Layer};
-//! use tcp_layers_reaper::{Reaper, ReaperConfig};
+//! use tcp_layers_reaper::{ReaperLayer, ReaperConfig};
 //! use embassy_time::Duration;
 //!
 //! static REAPER: ReaperConfig = ReaperConfig::http().with_idle(Duration::from_secs(2));
 //!
-//! let mut conn = Reaper::new(&REAPER).layer(&mut socket);
+//! let mut conn = ReaperLayer::new(&REAPER).layer(&mut socket);
 //! // ... serve: a read that waited too long returns Ok(0) (the end of the stream), then
 //! if conn.close_reason() == Some(CloseReason::Reaped(Deadline::Idle)) { /* quiet */ }
 //! ```
@@ -105,7 +105,7 @@ pub enum Oversize {
     /// the layer below).
     Reset,
     /// Leave the answer to the server: the read returns the error and
-    /// [`Connection::close_reason`] answers `Reaped(HeadTooLarge)`, but the connection
+    /// [`Connection::close_reason`] answers `Reaped(RequestTooLarge)`, but the connection
     /// is not ended yet; writes still pass (bounded by `stall`), so the server can send
     /// its own 431 and then call [`Connection::end`]. Further reads fail.
     LeaveToServer,
@@ -131,7 +131,7 @@ const fn to_ms(d: Duration) -> u32 {
 }
 
 /// The deadlines of the reaper. Build one in a `static` with the `const fn`s below and
-/// pass a reference to [`Reaper::new`]; connections keep only the reference.
+/// pass a reference to [`ReaperLayer::new`]; connections keep only the reference.
 ///
 /// Every time limit has millisecond resolution; [`Duration::MAX`] turns it off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,13 +345,13 @@ impl Default for ReaperConfig {
 }
 
 /// The reaper layer: a `Copy` reference to a static [`ReaperConfig`];
-/// [`Layer::layer`] wraps a connection in a [`ReaperConnection`].
+/// [`Layer::layer`] wraps a connection in a [`Reaper`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reaper {
+pub struct ReaperLayer {
     config: &'static ReaperConfig,
 }
 
-impl Reaper {
+impl ReaperLayer {
     /// The layer with the given deadlines.
     pub const fn new(config: &'static ReaperConfig) -> Self {
         Self { config }
@@ -373,17 +373,17 @@ impl Reaper {
     }
 }
 
-impl Default for Reaper {
+impl Default for ReaperLayer {
     fn default() -> Self {
         Self::http()
     }
 }
 
-impl<C: Connection> Layer<C> for Reaper {
-    type Service = ReaperConnection<C>;
+impl<C: Connection> Layer<C> for ReaperLayer {
+    type Service = Reaper<C>;
 
-    fn layer(&self, inner: C) -> ReaperConnection<C> {
-        ReaperConnection::new(inner, self.config)
+    fn layer(&self, inner: C) -> Reaper<C> {
+        Reaper::new(inner, self.config)
     }
 }
 
@@ -413,7 +413,7 @@ pub enum Phase {
 }
 
 /// A connection under the reaper's deadlines. See the crate docs for the phases.
-pub struct ReaperConnection<C> {
+pub struct Reaper<C> {
     inner: C,
     config: &'static ReaperConfig,
     /// When the phase started, in ms (wrapping): the deadlines of `Fresh`, `Head` and
@@ -515,7 +515,7 @@ fn response_kind(first_write: &[u8]) -> Phase {
     }
 }
 
-impl<C: Connection> ReaperConnection<C> {
+impl<C: Connection> Reaper<C> {
     /// Wraps `inner` with the deadlines of `config`; the first-byte deadline starts now.
     pub fn new(inner: C, config: &'static ReaperConfig) -> Self {
         let phase = match config.protocol {
@@ -542,6 +542,11 @@ impl<C: Connection> ReaperConnection<C> {
         &mut self.inner
     }
 
+    /// The wrapped connection, free of the deadlines.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
     /// The deadlines this connection applies.
     pub fn config(&self) -> &'static ReaperConfig {
         self.config
@@ -553,7 +558,7 @@ impl<C: Connection> ReaperConnection<C> {
     }
 
     /// The deadline that ended the connection, if one did. With
-    /// [`Oversize::LeaveToServer`], `Some(HeadTooLarge)` here (or in
+    /// [`Oversize::LeaveToServer`], `Some(RequestTooLarge)` here (or in
     /// [`Connection::close_reason`]) is the server's cue to send its 431.
     pub fn reaped(&self) -> Option<Deadline> {
         self.reaped
@@ -569,7 +574,7 @@ impl<C: Connection> ReaperConnection<C> {
         match self.phase {
             Phase::Fresh => (Deadline::FirstByte, since(c.first_byte_ms)),
             Phase::Idle => (Deadline::Idle, since(c.idle_ms)),
-            Phase::Head => (Deadline::Head, since(c.head_budget_ms(self.head.len()))),
+            Phase::Head => (Deadline::Request, since(c.head_budget_ms(self.head.len()))),
             Phase::Raw => (
                 Deadline::Idle,
                 Budget::FromNow {
@@ -617,7 +622,7 @@ impl<C: Connection> ReaperConnection<C> {
             "reaper: {} deadline passed, ending the connection",
             which.as_str()
         );
-        if which == Deadline::HeadTooLarge {
+        if which == Deadline::RequestTooLarge {
             match self.config.oversize {
                 Oversize::LeaveToServer => return self.inner.ended_error(reason),
                 Oversize::Reply(reply) => self.send_reply(reply).await,
@@ -645,7 +650,7 @@ impl<C: Connection> ReaperConnection<C> {
     /// while the server answers an oversized head itself.
     fn refusal(&self) -> Option<C::Error> {
         let which = self.reaped?;
-        let answering = which == Deadline::HeadTooLarge && self.phase != Phase::Ended;
+        let answering = which == Deadline::RequestTooLarge && self.phase != Phase::Ended;
         (!answering).then(|| self.inner.ended_error(CloseReason::Reaped(which)))
     }
 
@@ -654,7 +659,7 @@ impl<C: Connection> ReaperConnection<C> {
     /// then the error, the server's cue to answer rather than a peer's close.
     fn read_after_reap(&self) -> Result<usize, C::Error> {
         match self.reaped {
-            Some(which @ Deadline::HeadTooLarge) if self.phase != Phase::Ended => {
+            Some(which @ Deadline::RequestTooLarge) if self.phase != Phase::Ended => {
                 Err(self.inner.ended_error(CloseReason::Reaped(which)))
             }
             _ => Ok(0),
@@ -662,11 +667,11 @@ impl<C: Connection> ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> ErrorType for ReaperConnection<C> {
+impl<C: Connection> ErrorType for Reaper<C> {
     type Error = C::Error;
 }
 
-impl<C: Connection> Read for ReaperConnection<C> {
+impl<C: Connection> Read for Reaper<C> {
     /// Reads under the deadline of the phase. Once a deadline passed: `Ok(0)`, see the
     /// [crate docs](crate).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
@@ -693,7 +698,7 @@ impl<C: Connection> Read for ReaperConnection<C> {
         // state machine, so the two ways to fail share the second.
         let result = within(pin!(self.inner.read(buf)), budget).await;
         let which = match result {
-            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::HeadTooLarge,
+            Some(Ok(n)) if n > 0 && self.track_head(&buf[..n]) => Deadline::RequestTooLarge,
             Some(result) => return result,
             None => which,
         };
@@ -702,7 +707,7 @@ impl<C: Connection> Read for ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> Write for ReaperConnection<C> {
+impl<C: Connection> Write for Reaper<C> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         if let Some(err) = self.refusal() {
             return Err(err);
@@ -748,7 +753,7 @@ impl<C: Connection> Write for ReaperConnection<C> {
     }
 }
 
-impl<C: Connection> Connection for ReaperConnection<C> {
+impl<C: Connection> Connection for Reaper<C> {
     tcp_layers_core::delegate_connection!(inner;
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error);
@@ -777,7 +782,7 @@ impl<C: Connection> Connection for ReaperConnection<C> {
         if self.phase == Phase::Ended {
             return;
         }
-        let reason = self.close_reason().unwrap_or(reason);
+        let reason = self.end_reason(reason);
         self.inner.end(reason).await;
         self.phase = Phase::Ended;
     }

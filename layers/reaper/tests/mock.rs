@@ -9,9 +9,7 @@ use tcp_layers_core::{
     CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, ErrorType, Layer, Read,
     TcpState, Write,
 };
-use tcp_layers_reaper::{
-    Oversize, Phase, Protocol, REPLY_431, Reaper, ReaperConfig, ReaperConnection,
-};
+use tcp_layers_reaper::{Oversize, Phase, Protocol, REPLY_431, Reaper, ReaperConfig, ReaperLayer};
 use tcp_layers_sim::{Duration, Instant, Timer, run};
 
 /// How the mock's flush behaves.
@@ -145,8 +143,8 @@ impl Connection for Mock {
 
 static HTTP: ReaperConfig = ReaperConfig::http();
 
-fn wrap(mock: Mock, config: &'static ReaperConfig) -> ReaperConnection<Mock> {
-    Reaper::new(config).layer(mock)
+fn wrap(mock: Mock, config: &'static ReaperConfig) -> Reaper<Mock> {
+    ReaperLayer::new(config).layer(mock)
 }
 
 /// Virtual time since the simulation started.
@@ -156,7 +154,7 @@ fn elapsed() -> Duration {
 
 /// Reads until the end of the stream or an error; returns the bytes read and when the
 /// reads ended. (The mock's peer never closes: an end comes from the reaper.)
-async fn read_to_end(conn: &mut ReaperConnection<Mock>) -> (usize, Duration) {
+async fn read_to_end(conn: &mut Reaper<Mock>) -> (usize, Duration) {
     let mut buf = [0u8; 512];
     let mut total = 0;
     while let Ok(n) = conn.read(&mut buf).await {
@@ -241,7 +239,7 @@ fn head_deadline_grows_with_the_bytes_received_up_to_its_cap() {
             assert_eq!(read, head_bytes);
             assert_eq!(
                 conn.close_reason(),
-                Some(CloseReason::Reaped(Deadline::Head))
+                Some(CloseReason::Reaped(Deadline::Request))
             );
             at
         });
@@ -265,7 +263,7 @@ static SERVER_ANSWERS: ReaperConfig = ReaperConfig::http()
 fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
     run(async {
         let long = [b'x'; 65];
-        let too_large = CloseReason::Reaped(Deadline::HeadTooLarge);
+        let too_large = CloseReason::Reaped(Deadline::RequestTooLarge);
 
         let mut conn = wrap(Mock::new().arrive(0, &long), &REPLY);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
@@ -281,7 +279,7 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
         let mut conn = wrap(Mock::new().arrive(0, &long), &SERVER_ANSWERS);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert_eq!(conn.close_reason(), Some(too_large));
-        assert_eq!(conn.reaped(), Some(Deadline::HeadTooLarge));
+        assert_eq!(conn.reaped(), Some(Deadline::RequestTooLarge));
         assert!(conn.get_ref().ends.is_empty(), "left open for the server");
         conn.write_all(b"HTTP/1.1 431 Too Large\r\n\r\n")
             .await
@@ -520,7 +518,7 @@ fn end_prefers_the_reason_a_layer_below_recorded() {
 
 #[test]
 fn the_wrapper_is_small() {
-    let extra = size_of::<ReaperConnection<Mock>>() - size_of::<Mock>();
+    let extra = size_of::<Reaper<Mock>>() - size_of::<Mock>();
     println!("per-connection state beyond the wrapped connection: {extra} bytes");
     // A reference to the config and 8 bytes of state.
     assert!(extra <= size_of::<&ReaperConfig>() + 8);

@@ -251,12 +251,12 @@ fn a_head_longer_than_max_head_is_refused_and_one_of_max_head_is_served() {
     assert_eq!(exact_served.requests, 1);
     assert_ne!(
         exact_served.reason,
-        Some(CloseReason::Reaped(Deadline::HeadTooLarge))
+        Some(CloseReason::Reaped(Deadline::RequestTooLarge))
     );
     assert_eq!(over, Some(431));
     assert_eq!(
         over_served.reason,
-        Some(CloseReason::Reaped(Deadline::HeadTooLarge))
+        Some(CloseReason::Reaped(Deadline::RequestTooLarge))
     );
     assert_eq!(over_served.requests, 0, "the server never saw the request");
     assert_eq!(raw_over, Some(200), "the raw server serves the long head");

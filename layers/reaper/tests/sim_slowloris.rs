@@ -138,7 +138,7 @@ fn slowloris(config: Option<&'static ReaperConfig>) -> Outcome {
         let reaped_head = log
             .borrow()
             .iter()
-            .filter(|s| s.reason == Some(CloseReason::Reaped(Deadline::Head)))
+            .filter(|s| s.reason == Some(CloseReason::Reaped(Deadline::Request)))
             .count();
         Outcome {
             ok_ratio: latencies.len() as f64 / REQUESTS as f64,

@@ -16,7 +16,7 @@ use std::pin::pin;
 use std::rc::Rc;
 
 use tcp_layers_core::Layer;
-use tcp_layers_reaper::{Reaper, ReaperConfig};
+use tcp_layers_reaper::{ReaperConfig, ReaperLayer};
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, Session};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server::spawn_server;
@@ -53,7 +53,7 @@ fn handler_polls(config: Option<&'static ReaperConfig>) -> u64 {
             let routes = Routes::new();
             match config {
                 Some(config) => {
-                    let mut conn = Reaper::new(config).layer(&mut *socket);
+                    let mut conn = ReaperLayer::new(config).layer(&mut *socket);
                     counted(&count, responder::serve(&mut conn, &routes)).await;
                 }
                 None => {

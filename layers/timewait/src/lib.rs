@@ -5,11 +5,11 @@
 //! 16. A device with 4 to 8 sockets loses a slot per such close, and the next client
 //! gets an RST or hangs.
 //!
-//! [`TimeWait`] wraps a connection so that [`Connection::end`] closes with a bounded
+//! [`TimeWaitLayer`] wraps a connection so that [`Connection::end`] closes with a bounded
 //! linger:
 //!
 //! 1. for an orderly reason ([`CloseReason::is_orderly`]), all within the linger
-//!    (default 2 s, see [`TimeWait::DEFAULT_LINGER`]): a flush until the peer has
+//!    (default 2 s, see [`TimeWaitLayer::DEFAULT_LINGER`]): a flush until the peer has
 //!    acknowledged every byte written, while what the peer still sends is read and
 //!    discarded; then the orderly end of the layers below (on a socket: FIN, then a
 //!    flush that returns once the FIN is acknowledged);
@@ -46,14 +46,14 @@
 //!
 //! ```ignore
 //! use tcp_layers_core::{CloseReason, Connection, Layer};
-//! use tcp_layers_timewait::TimeWait;
+//! use tcp_layers_timewait::TimeWaitLayer;
 //!
-//! let mut conn = TimeWait::new().layer(&mut socket);
+//! let mut conn = TimeWaitLayer::new().layer(&mut socket);
 //! // ... serve the request ...
 //! conn.end(CloseReason::LocalClose).await; // socket is Closed here, ready for accept()
 //! ```
 //!
-//! What dropping the wrapper does without `end` is documented on [`TimeWaitConnection`];
+//! What dropping the wrapper does without `end` is documented on [`TimeWait`];
 //! the [`Sweeper`] aborts connections an application holds in a closing state for
 //! too long (the seed: every 30 s).
 #![no_std]
@@ -73,13 +73,13 @@ mod sweep;
 pub use sweep::{Sweeper, Verdict};
 
 /// The timewait layer: a `Copy` config value; [`Layer::layer`] wraps a connection in a
-/// [`TimeWaitConnection`].
+/// [`TimeWait`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeWait {
+pub struct TimeWaitLayer {
     linger_ms: u32,
 }
 
-impl TimeWait {
+impl TimeWaitLayer {
     /// The default linger: 2 s.
     ///
     /// nginx lingers 5 s (`lingering_timeout`) on a server with thousands of sockets; a
@@ -91,7 +91,7 @@ impl TimeWait {
     /// acknowledged in time.
     pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
 
-    /// The layer with the default linger ([`TimeWait::DEFAULT_LINGER`], 2 s).
+    /// The layer with the default linger ([`TimeWaitLayer::DEFAULT_LINGER`], 2 s).
     pub const fn new() -> Self {
         Self::with_linger(Self::DEFAULT_LINGER)
     }
@@ -115,17 +115,17 @@ impl TimeWait {
     }
 }
 
-impl Default for TimeWait {
+impl Default for TimeWaitLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C: Connection> Layer<C> for TimeWait {
-    type Service = TimeWaitConnection<C>;
+impl<C: Connection> Layer<C> for TimeWaitLayer {
+    type Service = TimeWait<C>;
 
-    fn layer(&self, inner: C) -> TimeWaitConnection<C> {
-        TimeWaitConnection {
+    fn layer(&self, inner: C) -> TimeWait<C> {
+        TimeWait {
             inner,
             linger_ms: self.linger_ms,
         }
@@ -159,7 +159,7 @@ impl<C: Connection> Layer<C> for TimeWait {
 /// An `end` future dropped half-way (a server that gives up on the linger) leaves
 /// nothing behind: the layer holds no permit, buffer or counter, and dropping the
 /// wrapper afterwards applies the rules above (after the FIN was acknowledged, an RST).
-pub struct TimeWaitConnection<C: Connection> {
+pub struct TimeWait<C: Connection> {
     inner: C,
     linger_ms: u32,
 }
@@ -278,7 +278,7 @@ fn acknowledged<C: Connection>(conn: &C) -> bool {
             ))
 }
 
-impl<C: Connection> TimeWaitConnection<C> {
+impl<C: Connection> TimeWait<C> {
     /// The wrapped connection.
     pub fn get_ref(&self) -> &C {
         &self.inner
@@ -290,13 +290,25 @@ impl<C: Connection> TimeWaitConnection<C> {
         &mut self.inner
     }
 
+    /// The wrapped connection, without the close a drop of the wrapper would send:
+    /// ending it is the caller's.
+    pub fn into_inner(self) -> C {
+        let this = core::mem::ManuallyDrop::new(self);
+        #[allow(unsafe_code)]
+        // SAFETY: `this` is never used or dropped after this read, so `inner` is moved
+        // out exactly once; the other fields are plain values.
+        unsafe {
+            core::ptr::read(&this.inner)
+        }
+    }
+
     /// The linger this connection applies.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms as u64)
     }
 }
 
-impl<C: Connection> Drop for TimeWaitConnection<C> {
+impl<C: Connection> Drop for TimeWait<C> {
     fn drop(&mut self) {
         if self.inner.state().is_free() {
             return;
@@ -318,9 +330,9 @@ impl<C: Connection> Drop for TimeWaitConnection<C> {
     }
 }
 
-tcp_layers_core::delegate_io!(TimeWaitConnection, inner);
+tcp_layers_core::delegate_io!(TimeWait, inner);
 
-impl<C: Connection> Connection for TimeWaitConnection<C> {
+impl<C: Connection> Connection for TimeWait<C> {
     tcp_layers_core::delegate_connection!(inner;
         state, set_nodelay, close_write, abort, remote, local, send_queue, recv_queue,
         ended_error, close_reason, set_class);
@@ -336,7 +348,7 @@ impl<C: Connection> Connection for TimeWaitConnection<C> {
     /// recorded ([`Connection::close_reason`]) wins over `reason`. When this returns the
     /// socket holds no connection.
     async fn end(&mut self, reason: CloseReason) {
-        let reason = self.inner.close_reason().unwrap_or(reason);
+        let reason = self.inner.end_reason(reason);
         let started = Instant::now();
         let deadline =
             (reason.is_orderly() && self.linger_ms != 0).then(|| started + self.linger());

@@ -38,7 +38,7 @@ struct Closing {
 ///   holds.
 ///
 /// It does not reach a socket that a task owns and keeps inside an `accept()` loop (no
-/// other task can borrow it: wrap it in [`TimeWait`](crate::TimeWait) instead), nor a
+/// other task can borrow it: wrap it in [`TimeWaitLayer`](crate::TimeWaitLayer) instead), nor a
 /// socket the application already closed on lwIP or a host OS: after `close()` the PCB
 /// in TIME_WAIT belongs to the stack and only `SO_LINGER 0` at close (the timewait
 /// layer's `end` through the tokio adapter) avoids it.

@@ -13,7 +13,7 @@ use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server;
 use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, run, spawn};
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_timewait::TimeWaitLayer;
 
 const SMALL: &str = "/bytes/2048";
 
@@ -115,7 +115,7 @@ fn idle_keep_alive_end_to_listen(variant: Server, reason: CloseReason) -> Option
                         .await
                 }
                 _ => {
-                    let conn = TimeWait::new().layer(socket);
+                    let conn = TimeWaitLayer::new().layer(socket);
                     serve_one_then_idle(&mut EndStamp::new(conn, &ended_in, None), idle, reason)
                         .await
                 }
@@ -278,7 +278,7 @@ fn a_slow_reader_still_gets_the_linger() {
         back + READ_EVERY >= last_byte,
         "the slot came back before the reader made room for the last bytes"
     );
-    assert!(back <= TimeWait::DEFAULT_LINGER + RTT);
+    assert!(back <= TimeWaitLayer::DEFAULT_LINGER + RTT);
     assert!(
         at_once.body_len < 16384,
         "the baseline must lose the tail, or this test proves nothing"
@@ -395,7 +395,7 @@ fn vanished_peer_socket_free_within_linger() {
     };
     let raw = measure(Server::Raw);
     let layered = measure(Server::Layered);
-    let bound = TimeWait::DEFAULT_LINGER + RTT;
+    let bound = TimeWaitLayer::DEFAULT_LINGER + RTT;
     println!(
         "vanished_peer slot_free: raw {}, layered {} (bound linger + RTT = {} ms)",
         ms(raw),
@@ -497,6 +497,6 @@ fn no_byte_lost_on_a_lossy_link() {
             ms(free)
         );
         assert_eq!((r.body_len, r.checksum), (32768, expected));
-        assert!(free.expect("freed") <= TimeWait::DEFAULT_LINGER + RTT);
+        assert!(free.expect("freed") <= TimeWaitLayer::DEFAULT_LINGER + RTT);
     }
 }

@@ -10,7 +10,7 @@ use tcp_layers_core::{CloseReason, Connection, Layer, Write};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server;
 use tcp_layers_sim::{Duration, Instant, LinkConfig, Net, Timer, run, spawn};
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_timewait::TimeWaitLayer;
 
 /// Reads one request head and writes the response to `/bytes/<n>`, without ending.
 async fn respond<C: Connection>(conn: &mut C) {
@@ -38,11 +38,11 @@ async fn respond<C: Connection>(conn: &mut C) {
 enum Handler {
     /// Flushes (everything acknowledged), then returns without `end`: raw socket.
     RawForgets,
-    /// The same through `TimeWait`: the wrapper is dropped without `end`.
+    /// The same through `TimeWaitLayer`: the wrapper is dropped without `end`.
     LayeredForgets,
     /// Raw `end` (FIN, flush) given up after `GIVE_UP_ON_END`.
     RawEndCancelled,
-    /// `TimeWait`'s `end` given up after `GIVE_UP_ON_END`, then the wrapper dropped.
+    /// `TimeWaitLayer`'s `end` given up after `GIVE_UP_ON_END`, then the wrapper dropped.
     LayeredEndCancelled,
 }
 
@@ -58,7 +58,7 @@ async fn handle(handler: Handler, socket: &mut TcpSocket<'static>, done: &Stamp)
             let _ = socket.flush().await;
         }
         Handler::LayeredForgets => {
-            let mut conn = TimeWait::new().layer(&mut *socket);
+            let mut conn = TimeWaitLayer::new().layer(&mut *socket);
             respond(&mut conn).await;
             let _ = conn.flush().await;
         }
@@ -72,7 +72,7 @@ async fn handle(handler: Handler, socket: &mut TcpSocket<'static>, done: &Stamp)
             .await;
         }
         Handler::LayeredEndCancelled => {
-            let mut conn = TimeWait::new().layer(&mut *socket);
+            let mut conn = TimeWaitLayer::new().layer(&mut *socket);
             respond(&mut conn).await;
             let _ = conn.flush().await;
             let cancelled = select(
@@ -158,7 +158,7 @@ fn forgotten_end_with_bytes_in_flight_loses_nothing() {
         let net = Net::new(LinkConfig::wifi());
         let device = net.server();
         server::spawn_server(device.stack, PORT, 1, async move |socket| {
-            let mut conn = TimeWait::new().layer(&mut *socket);
+            let mut conn = TimeWaitLayer::new().layer(&mut *socket);
             respond(&mut conn).await;
             seen.set(conn.send_queue().unwrap_or(0));
         });

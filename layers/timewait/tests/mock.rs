@@ -8,7 +8,7 @@ use tcp_layers_core::{
     CloseReason, Connection, Deadline, ErrorKind, ErrorType, Layer, Read, TcpState, Write,
 };
 use tcp_layers_sim::{Duration, Instant, Timer, run};
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_timewait::TimeWaitLayer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -177,7 +177,7 @@ impl Connection for Mock {
 /// Runs `end(reason)` on `mock` wrapped in `layer`; the calls the mock saw and the
 /// virtual time `end` took.
 fn end_with(
-    layer: TimeWait,
+    layer: TimeWaitLayer,
     mock: impl FnOnce(&mut Mock),
     reason: CloseReason,
 ) -> (Vec<Op>, Duration) {
@@ -203,7 +203,7 @@ fn end_with(
 #[test]
 fn orderly_end_discards_until_acknowledged_then_fin_then_rst() {
     let (ops, took) = end_with(
-        TimeWait::new(),
+        TimeWaitLayer::new(),
         |m| {
             m.acks = Acks::After(Duration::from_millis(100));
             m.send_queue = Some(512);
@@ -238,7 +238,7 @@ fn orderly_end_discards_until_acknowledged_then_fin_then_rst() {
 #[test]
 fn everything_acknowledged_resets_without_waiting_for_the_peers_fin() {
     for reason in [CloseReason::LocalClose, CloseReason::Evicted] {
-        let (ops, took) = end_with(TimeWait::new(), |_| {}, reason);
+        let (ops, took) = end_with(TimeWaitLayer::new(), |_| {}, reason);
         println!(
             "{reason}, everything acknowledged, silent peer: {ops:?} in {} us",
             took.as_micros()
@@ -253,7 +253,7 @@ fn everything_acknowledged_resets_without_waiting_for_the_peers_fin() {
 #[test]
 fn without_a_send_queue_the_rst_waits_for_the_peers_fin() {
     let (ops, took) = end_with(
-        TimeWait::new(),
+        TimeWaitLayer::new(),
         |m| {
             m.send_queue = None;
             m.reads.extend([Step::Bytes(10), Step::Eof]);
@@ -273,7 +273,7 @@ fn without_a_send_queue_the_rst_waits_for_the_peers_fin() {
     );
     assert_eq!(took, Duration::from_ticks(0));
     let (ops, took) = end_with(
-        TimeWait::new(),
+        TimeWaitLayer::new(),
         |m| m.send_queue = None,
         CloseReason::LocalClose,
     );
@@ -290,13 +290,13 @@ fn without_a_send_queue_the_rst_waits_for_the_peers_fin() {
             Op::Flush
         ]
     );
-    assert_eq!(took, TimeWait::DEFAULT_LINGER);
+    assert_eq!(took, TimeWaitLayer::DEFAULT_LINGER);
 }
 
 #[test]
 fn other_reasons_reset_at_once() {
     for reason in CloseReason::ALL.into_iter().filter(|r| !r.is_orderly()) {
-        let (ops, took) = end_with(TimeWait::new(), |m| m.acks = Acks::Never, reason);
+        let (ops, took) = end_with(TimeWaitLayer::new(), |m| m.acks = Acks::Never, reason);
         assert_eq!(ops, [Op::Abort, Op::End(reason)], "{reason}");
         assert_eq!(took, Duration::from_ticks(0));
     }
@@ -306,7 +306,7 @@ fn other_reasons_reset_at_once() {
 fn a_reason_known_below_wins_over_the_callers_guess() {
     let stall = CloseReason::Reaped(Deadline::Stall);
     let (ops, took) = end_with(
-        TimeWait::new(),
+        TimeWaitLayer::new(),
         |m| {
             m.known_reason = Some(stall);
             m.acks = Acks::Never;
@@ -319,9 +319,9 @@ fn a_reason_known_below_wins_over_the_callers_guess() {
 
 #[test]
 fn a_vanished_peer_is_reset_when_the_linger_expires() {
-    for linger in [TimeWait::DEFAULT_LINGER, Duration::from_millis(500)] {
+    for linger in [TimeWaitLayer::DEFAULT_LINGER, Duration::from_millis(500)] {
         let (ops, took) = end_with(
-            TimeWait::with_linger(linger),
+            TimeWaitLayer::with_linger(linger),
             |m| {
                 m.acks = Acks::Never;
                 m.send_queue = Some(512);
@@ -347,7 +347,7 @@ fn a_vanished_peer_is_reset_when_the_linger_expires() {
 #[test]
 fn a_peer_that_keeps_sending_is_reset_when_the_linger_expires() {
     let (ops, took) = end_with(
-        TimeWait::new(),
+        TimeWaitLayer::new(),
         |m| {
             m.acks = Acks::Never;
             m.send_queue = Some(512);
@@ -365,7 +365,7 @@ fn a_peer_that_keeps_sending_is_reset_when_the_linger_expires() {
         discarded,
         took.as_millis()
     );
-    assert_eq!(took, TimeWait::DEFAULT_LINGER);
+    assert_eq!(took, TimeWaitLayer::DEFAULT_LINGER);
     assert!(discarded > 0);
     // The discarding starts before any end below; the inner `end` comes last, after the
     // RST, and only sends it.
@@ -379,7 +379,7 @@ fn a_peer_that_keeps_sending_is_reset_when_the_linger_expires() {
 #[test]
 fn zero_linger_resets_at_once() {
     let (ops, took) = end_with(
-        TimeWait::with_linger(Duration::from_millis(0)),
+        TimeWaitLayer::with_linger(Duration::from_millis(0)),
         |m| m.reads.push_back(Step::Eof),
         CloseReason::LocalClose,
     );
@@ -405,7 +405,7 @@ fn drop_without_end() {
         let mut m = Mock::new(&ops);
         m.state = state;
         m.send_queue = send_queue;
-        drop(TimeWait::new().layer(m));
+        drop(TimeWaitLayer::new().layer(m));
         assert_eq!(
             *ops.borrow(),
             expected,
@@ -419,8 +419,7 @@ fn drop_without_end() {
 #[test]
 fn per_connection_ram() {
     use core::mem::size_of;
-    let over_ref =
-        size_of::<tcp_layers_timewait::TimeWaitConnection<&mut Mock>>() - size_of::<&mut Mock>();
+    let over_ref = size_of::<tcp_layers_timewait::TimeWait<&mut Mock>>() - size_of::<&mut Mock>();
     println!(
         "timewait adds {over_ref} bytes to a &mut connection on this host ({}-bit)",
         usize::BITS

@@ -10,7 +10,7 @@ use embassy_time::Duration;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
     Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, DefaultStack,
-    HTTP_503_REPLY, Limit, NoDelay, Pool, Quiet, Reaper, ReaperConfig, ServeConfig, TimeWait,
+    HTTP_503_REPLY, LimitLayer, NoDelayLayer, Pool, QuietLayer, ReaperLayer, ReaperConfig, ServeConfig, TimeWaitLayer,
     adapters::picoserve::PicoserveSocket, serve,
 };
 
@@ -94,12 +94,12 @@ pub async fn serve_layered<const N: usize>(
 pub(crate) fn layers<const N: usize>(resources: &'static Resources<N>) -> DefaultStack<N> {
     // Outermost first: one line per layer.
     ConnectionBuilder::new()
-        .layer(Quiet::new(&CLOSES)) // one log line per close at its level; counters
-        .layer(Limit::new(&resources.budget)) // budget per class, evicts idle keep-alive
-        .layer(Reaper::new(&DEADLINES)) // idle, slowloris, stalled readers
-        .layer(TimeWait::new()) // bounded close, then RST: no lingering slots
+        .layer(QuietLayer::new(&CLOSES)) // one log line per close at its level; counters
+        .layer(LimitLayer::new(&resources.budget)) // budget per class, evicts idle keep-alive
+        .layer(ReaperLayer::new(&DEADLINES)) // idle, slowloris, stalled readers
+        .layer(TimeWaitLayer::new()) // bounded close, then RST: no lingering slots
         .layer(ChunkedLayer::new()) // a frame leaves in 4 KiB pieces, others run between
-        .layer(NoDelay::new()) // Nagle off: the body follows the head at once
+        .layer(NoDelayLayer::new()) // Nagle off: the body follows the head at once
 }
 
 /// The same server on the bare socket: what the layers change is the difference.

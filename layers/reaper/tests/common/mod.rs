@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use tcp_layers_core::{CloseReason, Connection, ErrorType, Layer, Read, Write};
-use tcp_layers_reaper::{Reaper, ReaperConfig};
+use tcp_layers_reaper::{ReaperConfig, ReaperLayer};
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server::{ServerHandle, spawn_server};
 use tcp_layers_sim::{Duration, Host, Instant, LinkConfig};
@@ -62,7 +62,7 @@ pub fn device(
         let accepted = Instant::now();
         let (probe, reason, requests) = match config {
             Some(config) => {
-                let mut conn = Probe::new(Reaper::new(config).layer(&mut *socket));
+                let mut conn = Probe::new(ReaperLayer::new(config).layer(&mut *socket));
                 let outcome = responder::serve(&mut conn, &routes).await;
                 (conn.times(), conn.close_reason(), outcome.requests)
             }

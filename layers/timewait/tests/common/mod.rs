@@ -16,7 +16,7 @@ use tcp_layers_sim::client::{
 use tcp_layers_sim::responder::{self, Routes};
 use tcp_layers_sim::server::{ServerHandle, SlotPhase};
 use tcp_layers_sim::{Duration, Instant, Net, Timer};
-use tcp_layers_timewait::TimeWait;
+use tcp_layers_timewait::TimeWaitLayer;
 
 /// The port the device serves on.
 pub const PORT: u16 = 80;
@@ -91,9 +91,9 @@ impl<C: Connection> Connection for EndStamp<C> {
 pub enum Server {
     /// The socket as accepted: the responder's `end` is `close(); flush().await`.
     Raw,
-    /// Wrapped in `TimeWait::new()` (linger 2 s).
+    /// Wrapped in `TimeWaitLayer::new()` (linger 2 s).
     Layered,
-    /// `TimeWait::with_linger(0)`: RST at once, the quick fix that frees the slot
+    /// `TimeWaitLayer::with_linger(0)`: RST at once, the quick fix that frees the slot
     /// without this layer's wait.
     AbortAtOnce,
 }
@@ -109,11 +109,11 @@ impl Server {
         match self {
             Server::Raw => write_and_end(&mut EndStamp::new(socket, ended, None)).await,
             Server::Layered => {
-                let conn = TimeWait::new().layer(socket);
+                let conn = TimeWaitLayer::new().layer(socket);
                 write_and_end(&mut EndStamp::new(conn, ended, None)).await
             }
             Server::AbortAtOnce => {
-                let conn = TimeWait::with_linger(Duration::from_millis(0)).layer(socket);
+                let conn = TimeWaitLayer::with_linger(Duration::from_millis(0)).layer(socket);
                 write_and_end(&mut EndStamp::new(conn, ended, None)).await
             }
         }
@@ -133,11 +133,11 @@ impl Server {
                 responder::serve(&mut EndStamp::new(socket, ended, vanish), &routes).await;
             }
             Server::Layered => {
-                let conn = TimeWait::new().layer(socket);
+                let conn = TimeWaitLayer::new().layer(socket);
                 responder::serve(&mut EndStamp::new(conn, ended, vanish), &routes).await;
             }
             Server::AbortAtOnce => {
-                let conn = TimeWait::with_linger(Duration::from_millis(0)).layer(socket);
+                let conn = TimeWaitLayer::with_linger(Duration::from_millis(0)).layer(socket);
                 responder::serve(&mut EndStamp::new(conn, ended, vanish), &routes).await;
             }
         }
