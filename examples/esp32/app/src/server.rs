@@ -10,8 +10,8 @@ use embassy_time::Duration;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
     Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, DefaultStack,
-    HTTP_503_REPLY, LimitLayer, NoDelayLayer, Pool, QuietLayer, ReaperLayer, ReaperConfig, ServeConfig, TimeWaitLayer,
-    adapters::picoserve::PicoserveSocket, serve,
+    HTTP_503_REPLY, LimitLayer, NoDelayLayer, Pool, QuietLayer, ReaperConfig, ReaperLayer,
+    ServeConfig, TimeWaitLayer, adapters::picoserve::PicoserveSocket, serve,
 };
 
 use crate::{routes, stats};
