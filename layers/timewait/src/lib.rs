@@ -65,8 +65,10 @@ use core::pin::{Pin, pin};
 use core::task::{Context, Poll};
 
 use embassy_time::{Duration, Instant, Timer};
-use tcp_layers_core::{CloseReason, Connection, Layer, TcpState, emit_log};
+use tcp_layers_core::{CloseReason, Connection, Layer, TcpState};
 
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
 mod sweep;
 pub use sweep::{Sweeper, Verdict};
 
@@ -180,7 +182,8 @@ const DISCARD_READS_PER_POLL: u8 = 16;
 
 /// Flushes `conn` while reading and discarding what the peer sends, until the flush
 /// returns (on embassy-net: the peer acknowledged every byte written) or the connection
-/// ends (the peer's RST).
+/// ends (the peer's RST). Without `flush`, only reads and discards until the peer's FIN
+/// or the end of the connection.
 ///
 /// A connection's `read` and `flush` both borrow it mutably, so the two cannot be
 /// pending at once. Each poll creates a fresh flush and, while it is pending, fresh
@@ -190,8 +193,13 @@ const DISCARD_READS_PER_POLL: u8 = 16;
 /// woken by the peer's next ACK or data. A read or flush below that always waits one
 /// poll before it finishes (an `embassy_time::Timer` does, even when already expired)
 /// is never seen to finish here: then the linger bounds the wait.
+///
+/// Both waits of [`TimeWaitConnection::end`] are this one future: one copy of its code
+/// in the firmware.
 struct FlushDiscarding<'c, C> {
     conn: &'c mut C,
+    /// Wait for the flush; else for the peer's FIN.
+    flush: bool,
     /// The peer's FIN was read: its later reads return 0 at once.
     peer_closed: bool,
 }
@@ -201,7 +209,7 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if pin!(this.conn.flush()).poll(cx).is_ready() {
+        if this.flush && pin!(this.conn.flush()).poll(cx).is_ready() {
             return Poll::Ready(());
         }
         let mut discard = [0u8; 64];
@@ -210,6 +218,7 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
                 return Poll::Pending;
             }
             match pin!(this.conn.read(&mut discard)).poll(cx) {
+                Poll::Ready(Ok(0)) if !this.flush => return Poll::Ready(()),
                 Poll::Ready(Ok(0)) => this.peer_closed = true,
                 Poll::Ready(Ok(_)) => {}
                 // The connection is gone: nothing waits for an acknowledgement any more.
@@ -222,36 +231,11 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
     }
 }
 
-/// Reads and discards what the peer sends until its FIN (a read returns 0) or the end
-/// of the connection (a read fails). Like [`FlushDiscarding`], each poll creates fresh
-/// reads and drops them (reads are cancel-safe), so `end`'s state machine holds no
-/// read future and no buffer.
-struct PeerDone<'c, C> {
-    conn: &'c mut C,
-}
-
-impl<C: Connection> Future for PeerDone<'_, C> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut discard = [0u8; 64];
-        loop {
-            match pin!(self.conn.read(&mut discard)).poll(cx) {
-                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
 /// Runs `fut` until `deadline` (`None`: without a limit); `None` when the deadline
 /// came first.
 ///
-/// A future of its own that holds the pinned `fut` by reference, rather than an `async
-/// fn` that takes it by value: such a function keeps both the argument and the pinned
-/// copy in its state, which doubled what `end` holds (and what the reaper's deadline
-/// writes, which may end the connection, hold with it).
+/// A future of its own that holds the pinned future by reference, rather than an
+/// `async fn` around it: no second state machine per call.
 fn before<F: Future>(deadline: Option<Instant>, fut: Pin<&mut F>) -> Before<'_, F> {
     Before {
         fut,
@@ -330,8 +314,7 @@ impl<C: Connection> Drop for TimeWait<C> {
             return;
         }
         let acked = self.inner.send_queue() == Some(0);
-        emit_log!(
-            trace,
+        trace!(
             "timewait: dropped without end, {}",
             if acked {
                 "all data acked: RST"
@@ -373,6 +356,7 @@ impl<C: Connection> Connection for TimeWait<C> {
         if deadline.is_some() {
             let flushed = FlushDiscarding {
                 conn: &mut self.inner,
+                flush: true,
                 peer_closed: false,
             };
             if before(deadline, pin!(flushed)).await.is_none() {
@@ -398,8 +382,10 @@ impl<C: Connection> Connection for TimeWait<C> {
             (None, Some(())) if acknowledged(&self.inner) => LingerEnd::Acknowledged,
             (None, Some(())) => {
                 // No proof that the peer has everything: its FIN is one.
-                let peer_done = PeerDone {
+                let peer_done = FlushDiscarding {
                     conn: &mut self.inner,
+                    flush: false,
+                    peer_closed: false,
                 };
                 match before(Some(deadline), pin!(peer_done)).await {
                     Some(()) => LingerEnd::PeerDone,
@@ -409,23 +395,18 @@ impl<C: Connection> Connection for TimeWait<C> {
         };
         let waited_ms = started.elapsed().as_millis();
         match how {
-            LingerEnd::Acknowledged => {
-                emit_log!(
-                    trace,
-                    "timewait: all acknowledged after {} ms, RST",
-                    waited_ms
-                )
-            }
-            LingerEnd::PeerDone => {
-                emit_log!(trace, "timewait: peer done after {} ms, RST", waited_ms)
-            }
             LingerEnd::Expired => {
-                emit_log!(
-                    debug,
-                    "timewait: linger expired after {} ms, RST",
-                    waited_ms
-                )
+                debug!("timewait: linger expired after {} ms, RST", waited_ms)
             }
+            LingerEnd::Acknowledged | LingerEnd::PeerDone => trace!(
+                "timewait: {} after {} ms, RST",
+                if how == LingerEnd::Acknowledged {
+                    "all acknowledged"
+                } else {
+                    "peer done"
+                },
+                waited_ms
+            ),
         }
         if aborted {
             return;
