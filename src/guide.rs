@@ -67,10 +67,10 @@
 //! # picoserve
 //!
 //! Wrap the accepted socket and hand it to picoserve as a
-//! `adapters::picoserve::PicoserveSocket` (feature `picoserve`); the router and
+//! `tcp_layers_picoserve::PicoserveSocket` (crate `tcp-layers-picoserve`); the router and
 //! `Server::serve` stay as they are, in the same accept loop as above (one per socket,
 //! `AcceptLoop::accept_socket`, which never gives up on an error). Event-stream paths
-//! given to `with_stream_paths` count as streams. The adapter's module docs have the
+//! given to `with_stream_paths` count as streams. The adapter's crate docs have the
 //! whole loop as a compiled example.
 //!
 //! picoserve's router and response types nest deeply: the crate that serves through
@@ -84,7 +84,7 @@
 //!
 //! # edge-http
 //!
-//! Give `Server::run` a `adapters::edge_nal::LayeredAcceptor` (feature `edge-nal`): it
+//! Give `Server::run` a `tcp_layers_edge_nal::LayeredAcceptor` (crate `tcp-layers-edge-nal`): it
 //! owns the embassy-net sockets, wraps every connection it accepts and never fails an
 //! accept, so `run` keeps serving. Its buffers are typed
 //! `SocketBuffers<RxBuffer<1536>, TxBuffer<4096>>`, receive first (edge-nal-embassy's

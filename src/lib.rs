@@ -11,6 +11,7 @@
 //! | [`LimitLayer`] | idle keep-alive sockets lock out a second device; streams eat page slots; accept loops that die |
 //! | [`ReaperLayer`] | slowloris, stalled readers and vanished peers hold slots forever |
 //! | [`TimeWaitLayer`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
+//! | [`StreamPathsLayer`] | SSE and WebSocket requests counted as page loads (the server cannot call `set_class`) |
 //! | [`Pool`] | a shared scratch buffer corrupts concurrent responses |
 //!
 //! [`default_stack`] puts every connection layer in the order that makes them compose;
@@ -27,6 +28,8 @@ pub use tcp_layers_core::{
 
 #[cfg(feature = "chunked")]
 pub use tcp_layers_chunked::{self as chunked, Chunked, ChunkedLayer, ResponseProgress};
+#[cfg(feature = "http")]
+pub use tcp_layers_http::{self as http, StreamPaths, StreamPathsLayer};
 #[cfg(feature = "limit")]
 pub use tcp_layers_limit::{
     self as limit, AcceptLoop, Backoff, Budget, BudgetConfig, Limit, LimitLayer, profile,
@@ -50,22 +53,6 @@ pub use tcp_layers_sim as sim;
 mod builder;
 pub use builder::ConnectionBuilder;
 
-#[cfg(feature = "limit")]
-/// The answer to an HTTP request the budget refuses after it waited for a request slot
-/// longer than the queue bound: `503 Service Unavailable`, `Retry-After: 1`, empty,
-/// closing. Pass it to [`BudgetConfig::with_refusal_reply`](tcp_layers_limit::BudgetConfig::with_refusal_reply)
-/// for an HTTP server (`tcp-layers-limit` knows TCP, not HTTP):
-///
-/// ```
-/// use tcp_layers::{Budget, HTTP_503_REPLY, profile};
-/// static BUDGET: Budget<8> = Budget::new(profile::ESP32_S3.with_refusal_reply(HTTP_503_REPLY));
-/// ```
-///
-/// One second: a request waits for a slot only while the device serves as many requests
-/// as it can, which lasts a response time, not minutes.
-pub const HTTP_503_REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Retry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-
 #[cfg(feature = "default-stack")]
 mod stack;
 #[cfg(all(
@@ -82,8 +69,6 @@ mod serve;
 #[cfg(all(feature = "limit", feature = "embassy-net"))]
 pub use serve::{Buffers, ServeConfig, serve};
 
-#[cfg(any(feature = "picoserve", feature = "edge-nal"))]
-pub mod adapters;
 pub mod guide;
 
 /// The names most servers need, in one `use`.

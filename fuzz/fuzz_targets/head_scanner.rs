@@ -1,9 +1,9 @@
-//! The reaper's head scanner on untrusted bytes, cut into reads of fuzzer-chosen sizes,
+//! The HTTP head scanner on untrusted bytes, cut into reads of fuzzer-chosen sizes,
 //! checked against a reference that sees the whole stream at once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcp_layers_reaper::scanner::{HeadScanner, MAX_HEAD_LIMIT, Scan};
+use tcp_layers_http::head::{HeadScanner, MAX_HEAD_LIMIT, Scan};
 
 fuzz_target!(|input: (u16, Vec<u8>, &[u8])| {
     let (max_head, cuts, stream) = input;

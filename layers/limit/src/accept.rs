@@ -73,7 +73,7 @@ impl Default for Backoff {
 /// }
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct AcceptLoop {
     backoff: Backoff,
     consecutive: u32,
@@ -100,11 +100,39 @@ impl AcceptLoop {
         self.consecutive
     }
 
+    /// Counts a failed accept, logs it (the 1st, 2nd, 4th, 8th... in a row, so a stack
+    /// that fails for good logs a line every few minutes at the 1 s cap, not every
+    /// second), emits [`Event::AcceptError`] and returns how long to wait before the
+    /// next try. For an accept loop of its own; [`AcceptLoop::accept`] calls it.
+    pub fn failed(&mut self, error: &impl core::fmt::Debug) -> Duration {
+        self.consecutive = self.consecutive.saturating_add(1);
+        self.failures = self.failures.saturating_add(1);
+        let backoff = self.backoff.delay(self.consecutive);
+        let backoff_ms = u32::try_from(backoff.as_millis()).unwrap_or(u32::MAX);
+        if self.consecutive.is_power_of_two() {
+            tcp_layers_core::emit_log!(
+                warn,
+                "accept failed: {:?} ({} in a row), retrying in {} ms",
+                error,
+                self.consecutive,
+                backoff_ms
+            );
+        }
+        event::emit(Event::AcceptError {
+            consecutive: self.consecutive,
+            backoff_ms,
+        });
+        backoff
+    }
+
+    /// Counts a successful accept: the backoff starts over.
+    pub fn succeeded(&mut self) {
+        self.consecutive = 0;
+    }
+
     /// Calls `accept` until it succeeds and returns its value. After each failure it
-    /// yields, emits [`Event::AcceptError`], waits the backoff and tries again; a
-    /// success resets the backoff. The error is logged at warn for the 1st, 2nd, 4th,
-    /// 8th... failure in a row: a stack that fails for good logs a line every few
-    /// minutes at the 1 s cap, not every second.
+    /// counts and logs it ([`AcceptLoop::failed`]), yields, waits the backoff and tries
+    /// again; a success resets the backoff.
     ///
     /// Cancel-safe as far as `accept` is: the counts are updated before each wait.
     pub async fn accept<T, E: core::fmt::Debug>(
@@ -114,27 +142,11 @@ impl AcceptLoop {
         loop {
             match accept().await {
                 Ok(value) => {
-                    self.consecutive = 0;
+                    self.succeeded();
                     return value;
                 }
                 Err(error) => {
-                    self.consecutive = self.consecutive.saturating_add(1);
-                    self.failures = self.failures.saturating_add(1);
-                    let backoff = self.backoff.delay(self.consecutive);
-                    let backoff_ms = u32::try_from(backoff.as_millis()).unwrap_or(u32::MAX);
-                    if self.consecutive.is_power_of_two() {
-                        tcp_layers_core::emit_log!(
-                            warn,
-                            "accept failed: {:?} ({} in a row), retrying in {} ms",
-                            error,
-                            self.consecutive,
-                            backoff_ms
-                        );
-                    }
-                    event::emit(Event::AcceptError {
-                        consecutive: self.consecutive,
-                        backoff_ms,
-                    });
+                    let backoff = self.failed(&error);
                     // Yield even if the timer were already due: other tasks run first.
                     embassy_futures::yield_now().await;
                     Timer::after(backoff).await;

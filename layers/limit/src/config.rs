@@ -83,7 +83,7 @@ impl StackServices {
 ///   a slowloris client takes seconds per line.
 /// - `refusal_reply`: the bytes a refused request is answered with before the FIN
 ///   (this crate knows TCP, not HTTP: an HTTP server passes its `503 Service
-///   Unavailable` with `Retry-After`, the facade's `HTTP_503_REPLY`). Default empty: a
+///   Unavailable` with `Retry-After`, `tcp_layers_http::reply::REPLY_503`). Default empty: a
 ///   FIN without an answer.
 /// - `pcb_threshold`: the seed's socket-count threshold, in lwIP PCBs (listeners,
 ///   connections and their `TIME_WAIT` leftovers, which outlive a closed connection

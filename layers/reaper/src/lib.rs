@@ -6,7 +6,7 @@
 //!
 //! [`ReaperLayer`] wraps a connection and follows each request by watching the reads and
 //! writes the server makes; it parses nothing but the end of the request head (the
-//! streaming [`scanner`] looks for `\r\n\r\n` across reads). Each wait on the peer gets
+//! streaming [`HeadScanner`] of `tcp-layers-http` looks for `\r\n\r\n` across reads). Each wait on the peer gets
 //! the deadline of the phase the connection is in:
 //!
 //! | phase | the server waits for | deadline (default) | [`Deadline`] |
@@ -77,8 +77,10 @@ use tcp_layers_core::{
     emit_log,
 };
 
-pub mod scanner;
-use scanner::{HeadScanner, Scan};
+use tcp_layers_http::head::{self, HeadScanner, Scan};
+use tcp_layers_http::response::{ResponseKind, response_kind};
+
+pub use tcp_layers_http::reply::REPLY_431;
 
 /// The protocol a connection speaks, which decides the deadlines that apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,11 +110,6 @@ pub enum Oversize {
     /// its own 431 and then call [`Connection::end`]. Further reads fail.
     LeaveToServer,
 }
-
-/// The response [`Oversize::Reply`] sends by default: `431 Request Header Fields Too
-/// Large` with an empty body, closing.
-pub const REPLY_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
-Content-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// A time limit of the configuration, in milliseconds; `u32::MAX` is "never".
 const NEVER_MS: u32 = u32::MAX;
@@ -250,11 +247,11 @@ impl ReaperConfig {
     }
 
     /// The largest head accepted, in bytes, terminator included; at most
-    /// [`MAX_HEAD_LIMIT`](scanner::MAX_HEAD_LIMIT) (16383), a larger value is taken as
+    /// [`MAX_HEAD_LIMIT`](head::MAX_HEAD_LIMIT) (16383), a larger value is taken as
     /// that.
     pub const fn with_max_head(mut self, bytes: u16) -> Self {
-        self.max_head = if bytes > scanner::MAX_HEAD_LIMIT {
-            scanner::MAX_HEAD_LIMIT
+        self.max_head = if bytes > head::MAX_HEAD_LIMIT {
+            head::MAX_HEAD_LIMIT
         } else {
             bytes
         };
@@ -503,13 +500,12 @@ impl<F: Future> Future for Within<'_, F> {
     }
 }
 
-/// What the first bytes of a response say about the connection after it.
-fn response_kind(first_write: &[u8]) -> Phase {
-    // "HTTP/1.1 101 ...": the status code is at offset 9.
-    match (first_write.get(..7), first_write.get(9..12)) {
-        (Some(b"HTTP/1."), Some(b"101")) => Phase::Stream,
-        (Some(b"HTTP/1."), Some([b'1', _, _])) => Phase::Interim,
-        _ => Phase::Response,
+/// The phase after a response's first write.
+fn phase_after(first_write: &[u8]) -> Phase {
+    match response_kind(first_write) {
+        ResponseKind::SwitchingProtocols => Phase::Stream,
+        ResponseKind::Interim => Phase::Interim,
+        ResponseKind::Final => Phase::Response,
     }
 }
 
@@ -716,7 +712,7 @@ impl<C: Connection> Write for Reaper<C> {
             Phase::Fresh | Phase::Head | Phase::Request | Phase::Interim | Phase::Idle
         ) && !buf.is_empty()
         {
-            self.phase = response_kind(buf);
+            self.phase = phase_after(buf);
         }
         let stall = Budget::FromNow {
             limit_ms: self.config.stall_ms,

@@ -40,11 +40,11 @@ use embassy_futures::join::join_array;
 use embassy_net::Stack;
 use embassy_time::Timer;
 use log::{debug, warn};
-use tcp_layers::adapters::edge_nal::{
-    EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, SocketSlot, TxBuffer,
-};
 use tcp_layers::core::{Read, Write};
 use tcp_layers::{Connection, ConnectionBuilder, Layer, Pool};
+use tcp_layers_edge_nal::{
+    EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, SocketSlot, TxBuffer,
+};
 
 use crate::content::{
     self, EVENT_PERIOD, EVENTS_HEADERS, FRAME_HEADERS, Frame, Header, PAGE, PAGE_HEADERS, Route,

@@ -11,9 +11,10 @@ use log::debug;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
     Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, DefaultStack,
-    HTTP_503_REPLY, LimitLayer, NoDelayLayer, Pool, QuietLayer, ReaperLayer, ReaperConfig, ServeConfig, TimeWaitLayer,
-    adapters::picoserve::PicoserveSocket, serve,
+    LimitLayer, NoDelayLayer, Pool, QuietLayer, ReaperConfig, ReaperLayer, ServeConfig,
+    TimeWaitLayer, serve,
 };
+use tcp_layers_picoserve::PicoserveSocket;
 
 use crate::{routes, stats};
 
@@ -74,7 +75,7 @@ impl<const N: usize> Resources<N> {
     /// budget refuses is answered `503 Service Unavailable`.
     pub const fn new(profile: BudgetConfig) -> Self {
         Self {
-            budget: Budget::new(profile.with_refusal_reply(HTTP_503_REPLY)),
+            budget: Budget::new(profile.with_refusal_reply(tcp_layers::http::reply::REPLY_503)),
             http_buffers: Pool::new(),
         }
     }

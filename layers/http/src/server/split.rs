@@ -22,7 +22,7 @@ use tcp_layers_core::{Connection, ErrorType, Read, Write};
 use super::quiet_read;
 
 /// A connection and the turn-taking state of its two halves.
-pub(crate) struct Shared<C> {
+pub struct Split<C> {
     conn: RefCell<C>,
     /// The write half is waiting for the connection: a pending read must let go.
     writer_waiting: Cell<bool>,
@@ -30,8 +30,9 @@ pub(crate) struct Shared<C> {
     writer_waker: Cell<Option<Waker>>,
 }
 
-impl<C: Connection> Shared<C> {
-    pub(crate) fn new(conn: C) -> Self {
+impl<C: Connection> Split<C> {
+    /// `conn`, ready to be split into halves.
+    pub fn new(conn: C) -> Self {
         Self {
             conn: RefCell::new(conn),
             writer_waiting: Cell::new(false),
@@ -41,15 +42,17 @@ impl<C: Connection> Shared<C> {
     }
 
     /// The connection, for the whole-socket operations (no half exists: `&mut self`).
-    pub(crate) fn get_mut(&mut self) -> &mut C {
+    pub fn get_mut(&mut self) -> &mut C {
         self.conn.get_mut()
     }
 
-    pub(crate) fn into_inner(self) -> C {
+    /// The connection.
+    pub fn into_inner(self) -> C {
         self.conn.into_inner()
     }
 
-    pub(crate) fn halves(&mut self) -> (ReadHalf<'_, C>, WriteHalf<'_, C>) {
+    /// The read half and the write half, for as long as `self` is borrowed.
+    pub fn halves(&mut self) -> (ReadHalf<'_, C>, WriteHalf<'_, C>) {
         let shared: &Self = self;
         (ReadHalf { shared }, WriteHalf { shared })
     }
@@ -99,11 +102,11 @@ impl<C: Connection> Shared<C> {
     async fn writer_turn(&self) -> Turn<'_, C> {
         // Clears the request if this future is dropped before its turn comes, so the
         // reader is not kept waiting by a writer that gave up.
-        struct Waiting<'s, C: Connection>(&'s Shared<C>);
+        struct Waiting<'s, C: Connection>(&'s Split<C>);
         impl<C: Connection> Drop for Waiting<'_, C> {
             fn drop(&mut self) {
                 self.0.writer_waiting.set(false);
-                Shared::<C>::wake(&self.0.reader_waker);
+                Split::<C>::wake(&self.0.reader_waker);
             }
         }
         let waiting = Waiting(self);
@@ -128,24 +131,24 @@ impl<C: Connection> Shared<C> {
 /// also when the future holding it is dropped.
 struct Turn<'s, C: Connection> {
     conn: RefMut<'s, C>,
-    shared: &'s Shared<C>,
+    shared: &'s Split<C>,
 }
 
 impl<C: Connection> Drop for Turn<'_, C> {
     fn drop(&mut self) {
-        Shared::<C>::wake(&self.shared.writer_waker);
-        Shared::<C>::wake(&self.shared.reader_waker);
+        Split::<C>::wake(&self.shared.writer_waker);
+        Split::<C>::wake(&self.shared.reader_waker);
     }
 }
 
 /// The read half. A pending read gives way to the write half and resumes after it.
-pub(crate) struct ReadHalf<'s, C> {
-    shared: &'s Shared<C>,
+pub struct ReadHalf<'s, C> {
+    shared: &'s Split<C>,
 }
 
 /// The write half. Writes and flushes run to completion once started.
-pub(crate) struct WriteHalf<'s, C> {
-    shared: &'s Shared<C>,
+pub struct WriteHalf<'s, C> {
+    shared: &'s Split<C>,
 }
 
 impl<C: Connection> ErrorType for ReadHalf<'_, C> {
@@ -160,7 +163,7 @@ impl<C: Connection> ReadHalf<'_, C> {
     /// Runs `op` with the connection, dropped and started again from scratch whenever
     /// the write half needs the connection: `op` must be cancel-safe (a read that
     /// consumes no byte before it returns, a flush).
-    pub(crate) async fn run<R>(&mut self, mut op: impl AsyncFnMut(&mut C) -> R) -> R {
+    pub async fn run<R>(&mut self, mut op: impl AsyncFnMut(&mut C) -> R) -> R {
         loop {
             let mut turn = self.shared.reader_turn().await;
             match select(op(&mut turn.conn), self.shared.writer_arrives()).await {
@@ -174,7 +177,7 @@ impl<C: Connection> ReadHalf<'_, C> {
 
 impl<C: Connection> Read for ReadHalf<'_, C> {
     /// Reads from the connection; the end of the stream once a layer ended it (see the
-    /// [adapters](super)).
+    /// [module docs](super)).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
         self.run(async |conn: &mut C| {
             let result = conn.read(buf).await;
@@ -196,7 +199,7 @@ impl<C: Connection> Write for WriteHalf<'_, C> {
 
 impl<C: Connection> WriteHalf<'_, C> {
     /// Runs `f` with the connection for the duration of one write-like operation.
-    pub(crate) async fn with_conn<R>(&mut self, f: impl AsyncFnOnce(&mut C) -> R) -> R {
+    pub async fn with_conn<R>(&mut self, f: impl AsyncFnOnce(&mut C) -> R) -> R {
         let mut turn = self.shared.writer_turn().await;
         f(&mut turn.conn).await
     }

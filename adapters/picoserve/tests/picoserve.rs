@@ -12,7 +12,6 @@ use embassy_net::tcp::TcpSocket;
 use picoserve::response::sse::{EventSource, EventStream, EventWriter};
 use picoserve::routing::get;
 use picoserve::{Config, Router, Server, Timeouts};
-use tcp_layers::adapters::picoserve::{FlushMode, PicoserveSocket};
 use tcp_layers::core::{ErrorType, Read, Write, delegate_connection};
 use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
@@ -20,6 +19,7 @@ use tcp_layers::{
 };
 use tcp_layers_mock::log_lines as quiet_log;
 use tcp_layers_nodelay::NoDelayLayer;
+use tcp_layers_picoserve::{FlushMode, PicoserveSocket};
 use tcp_layers_sim::client::{AfterLoad, ClientBuffers, ClientOptions, Page, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
 use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, client, run, server, spawn};
@@ -686,7 +686,7 @@ fn a_picoserve_write_timeout_is_a_reaped_stall_not_a_local_error() {
 
 /// A layer that has already ended the connection (as a budget that refused it does)
 /// and whose reads fail.
-#[path = "common/ended.rs"]
+#[path = "../../test-support/ended.rs"]
 mod ended;
 use ended::AlreadyEnded;
 

@@ -6,7 +6,6 @@
 //! the layer stack and hands edge-http an [`EdgeConnection`]:
 //!
 //! ```no_run
-//! # #[cfg(feature = "default-stack")]
 //! # mod doc {
 //! use core::fmt::{Debug, Display};
 //!
@@ -14,7 +13,7 @@
 //! use edge_http::io::server::{Connection, Handler, Server};
 //! use edge_nal::TcpSplit;
 //! use embassy_net::Stack;
-//! use tcp_layers::adapters::edge_nal::{LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer};
+//! use tcp_layers_edge_nal::{LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer};
 //! use tcp_layers::core::{Read, Write};
 //! use tcp_layers::prelude::*;
 //!
@@ -70,7 +69,8 @@
 //! edge-http's `run` stops at the first accept error, so this acceptor never returns
 //! one: when every socket is in use it waits for one to come back, a socket still
 //! lingering after a close is waited for, and an error of the stack is retried with a
-//! bounded backoff (reported through [`event::Event::AcceptError`]).
+//! bounded backoff (`tcp_layers_limit::AcceptLoop`: logged, and reported through
+//! `Event::AcceptError`).
 //!
 //! # Keep-alive
 //!
@@ -91,8 +91,10 @@
 //!
 //! # Reads after a layer ended the connection
 //!
-//! They return the end of the stream (see [the adapters](super)): edge-http then ends
+//! They return the end of the stream (see [`tcp_layers_http::server`]): edge-http then ends
 //! the connection as one its peer closed, without a WARN line.
+#![no_std]
+#![deny(missing_docs)]
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::Poll;
@@ -103,26 +105,19 @@ use embassy_net::Stack;
 use embassy_net::tcp::{AcceptError, Error, TcpSocket};
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Timer};
-use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{
     ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, SocketAddr,
-    TcpState, Unsupported, Write, emit_log,
+    TcpState, Unsupported, Write,
 };
+use tcp_layers_limit::{AcceptLoop, Backoff};
 
-use super::split::{ReadHalf, Shared, WriteHalf};
-use super::stream_routes::StreamRouted;
-use super::{Ending, end_reason, quiet_read};
+use tcp_layers_http::StreamPaths;
+use tcp_layers_http::server::{Ending, ReadHalf, Split, WriteHalf, quiet_read, server_end_reason};
 
 /// How long an accept waits before it looks again at a socket that is still closing
 /// (FIN_WAIT, LAST_ACK): 10 ms, one delayed ACK of smoltcp, so a socket freed by the
 /// peer's last ACK is listening again within one more round of the stack.
 const LINGER_POLL: Duration = Duration::from_millis(10);
-
-/// First wait after an accept error of the stack; doubled per consecutive error.
-const BACKOFF_START: Duration = Duration::from_millis(10);
-/// Longest wait between two accept attempts: 1 s keeps a broken stack from spinning
-/// while a recovered one is back in service within a second.
-const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// The receive buffer of one socket, `BYTES` long.
 ///
@@ -167,7 +162,7 @@ impl<const BYTES: usize> Default for TxBuffer<BYTES> {
 /// swapped (`SocketBuffers<TxBuffer<4096>, RxBuffer<1536>>`) do not:
 ///
 /// ```compile_fail
-/// use tcp_layers::adapters::edge_nal::{RxBuffer, SocketBuffers, TxBuffer};
+/// use tcp_layers_edge_nal::{RxBuffer, SocketBuffers, TxBuffer};
 /// let swapped: SocketBuffers<TxBuffer<4096>, RxBuffer<1536>> = SocketBuffers::new();
 /// ```
 pub struct SocketBuffers<Rx, Tx> {
@@ -210,7 +205,8 @@ pub struct LayeredAcceptor<'d, L, const N: usize> {
     layers: L,
     stream_paths: &'static [&'static str],
     released: RefCell<MultiWakerRegistration<N>>,
-    accept_errors: Cell<u32>,
+    /// The backoff and counts of the stack's accept errors, shared by every accept.
+    accepts: Cell<AcceptLoop>,
 }
 
 /// Reads a socket of `cell` that no accept or connection holds (`None` when one does).
@@ -242,7 +238,7 @@ impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
             layers,
             stream_paths: &[],
             released: RefCell::new(MultiWakerRegistration::new()),
-            accept_errors: Cell::new(0),
+            accepts: Cell::new(AcceptLoop::new(Backoff::DEFAULT)),
         }
     }
 
@@ -250,7 +246,8 @@ impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
     /// connection calls [`Connection::set_class`] with `Stream` once edge-http has read
     /// such a request's path, before the handler runs. The matching and the answer to a
     /// refused stream are the picoserve adapter's, see
-    /// `adapters::picoserve::PicoserveSocket::with_stream_paths`.
+    /// `tcp_layers_picoserve::PicoserveSocket::with_stream_paths` and
+    /// [`tcp_layers_http::StreamPathsLayer`].
     pub fn with_stream_paths(mut self, paths: &'static [&'static str]) -> Self {
         self.stream_paths = paths;
         self
@@ -272,7 +269,7 @@ impl<'d, L, const N: usize> LayeredAcceptor<'d, L, N> {
 
     /// Accept errors of the stack so far (each retried after a backoff).
     pub fn accept_errors(&self) -> u32 {
-        self.accept_errors.get()
+        self.accepts.get().failures()
     }
 
     /// A socket that can accept now, best first: one a client already connected to
@@ -349,22 +346,16 @@ where
     /// Waits for a client; never fails (edge-http's `run` would stop for good).
     /// Cancel-safe: a dropped accept gives its socket back, still listening.
     async fn accept(&self) -> Result<(SocketAddr, Self::Socket<'_>), Error> {
-        let mut backoff = BACKOFF_START;
         loop {
             let mut slot = self.claim().await;
             if !matches!(slot.state(), TcpState::Established | TcpState::CloseWait)
                 && let Err(error) = slot.listen(self.port).await
             {
                 drop(slot);
-                let consecutive = self.accept_errors.get().saturating_add(1);
-                self.accept_errors.set(consecutive);
-                emit_log!(warn, "accept error {:?}, retrying", error);
-                event::emit(Event::AcceptError {
-                    consecutive,
-                    backoff_ms: backoff.as_millis() as u32,
-                });
+                let mut accepts = self.accepts.get();
+                let backoff = accepts.failed(&error);
+                self.accepts.set(accepts);
                 Timer::after(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_CAP);
                 continue;
             }
             // A handshake the peer reset ends `accept` with a closed socket: listen again.
@@ -372,6 +363,9 @@ where
                 continue;
             };
             slot.accepted = true;
+            let mut accepts = self.accepts.get();
+            accepts.succeeded();
+            self.accepts.set(accepts);
             let conn = EdgeConnection::new(self.layers.layer(slot));
             return Ok((remote, conn.with_stream_paths(self.stream_paths)));
         }
@@ -509,7 +503,7 @@ enum ReadAhead {
 /// `TcpSplit`, `TcpShutdown`). Closing and aborting go through [`Connection::end`], so
 /// the stack's close discipline applies.
 pub struct EdgeConnection<C: Connection> {
-    shared: Shared<StreamRouted<C>>,
+    shared: Split<StreamPaths<C>>,
     read_ahead: Cell<ReadAhead>,
 }
 
@@ -517,7 +511,7 @@ impl<C: Connection> EdgeConnection<C> {
     /// Wraps a (layered) connection for edge-nal, with no stream paths.
     pub fn new(conn: C) -> Self {
         Self {
-            shared: Shared::new(StreamRouted::new(conn, &[])),
+            shared: Split::new(StreamPaths::new(conn, &[])),
             read_ahead: Cell::new(ReadAhead::Nothing),
         }
     }
@@ -628,7 +622,7 @@ impl<C: Connection> TcpShutdown for EdgeConnection<C> {
             }
             Close::Write | Close::Both => {
                 let conn = self.shared.get_mut();
-                let reason = end_reason(conn, Ending::Shutdown);
+                let reason = server_end_reason(conn, Ending::Shutdown);
                 conn.end(reason).await;
                 Ok(())
             }
@@ -641,7 +635,7 @@ impl<C: Connection> TcpShutdown for EdgeConnection<C> {
     /// an RST; anything else resets.
     async fn abort(&mut self) -> Result<(), C::Error> {
         let conn = self.shared.get_mut();
-        let reason = end_reason(conn, Ending::Abort);
+        let reason = server_end_reason(conn, Ending::Abort);
         conn.end(reason).await;
         Ok(())
     }
@@ -649,12 +643,12 @@ impl<C: Connection> TcpShutdown for EdgeConnection<C> {
 
 /// The read half of a split [`EdgeConnection`].
 pub struct EdgeReadHalf<'s, C: Connection> {
-    half: ReadHalf<'s, StreamRouted<C>>,
+    half: ReadHalf<'s, StreamPaths<C>>,
     read_ahead: &'s Cell<ReadAhead>,
 }
 
 /// The write half of a split [`EdgeConnection`].
-pub struct EdgeWriteHalf<'s, C: Connection>(WriteHalf<'s, StreamRouted<C>>);
+pub struct EdgeWriteHalf<'s, C: Connection>(WriteHalf<'s, StreamPaths<C>>);
 
 impl<C: Connection> ErrorType for EdgeReadHalf<'_, C> {
     type Error = C::Error;

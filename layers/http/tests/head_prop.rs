@@ -1,7 +1,7 @@
 //! The head scanner against a reference that sees the whole stream at once: random
 //! bytes (rich in `\r` and `\n`), cut into random reads, with a random `max_head`.
 use proptest::prelude::*;
-use tcp_layers_reaper::scanner::{HeadScanner, Scan};
+use tcp_layers_http::head::{HeadScanner, Scan};
 
 /// What the scanner must answer for each read: the stream's first `\r\n\r\n` ends the
 /// head if it ends within `max_head` bytes; otherwise the read that brings the

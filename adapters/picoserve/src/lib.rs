@@ -8,13 +8,12 @@
 //!
 //! ```no_run
 //! #![recursion_limit = "256"] // picoserve's router types need it in your crate
-//! # #[cfg(all(feature = "default-stack", feature = "embassy-net"))]
 //! # mod doc {
 //! use embassy_net::{Stack, tcp::TcpSocket};
 //! use picoserve::routing::{PathRouter, get};
 //! use picoserve::time::Duration;
 //! use picoserve::{Config, Router, Server, Timeouts};
-//! use tcp_layers::adapters::picoserve::PicoserveSocket;
+//! use tcp_layers_picoserve::PicoserveSocket;
 //! use tcp_layers::prelude::*;
 //!
 //! static COUNTERS: Counters = Counters::new();
@@ -105,7 +104,7 @@
 //! | a write or flush (`write`) | `Reaped(Stall)` |
 //! | a read, no byte of the connection's first request yet | `Reaped(FirstByte)` |
 //! | a read, no byte of a later request yet | `Reaped(Idle)` |
-//! | a read after bytes of the request (`read_request`: its head, or its body) | `Reaped(Head)` |
+//! | a read after bytes of the request (`read_request`: its head, or its body) | `Reaped(Request)` |
 //!
 //! A reason a layer decided comes first, and an abort that follows a failed read or
 //! write, or with nothing pending (a handler's error), keeps the reason read from the
@@ -114,8 +113,10 @@
 //! with an orderly shutdown, not an abort: that is a `LocalClose`.
 //!
 //! A read of a connection that a layer already ended (a deadline, an eviction, a
-//! refusal) returns the end of the stream, see [the adapters](super): picoserve then
+//! refusal) returns the end of the stream, see [`tcp_layers_http::server`]: picoserve then
 //! ends the connection without an error.
+#![no_std]
+#![deny(missing_docs)]
 use core::cell::Cell;
 
 use picoserve::io::{ErrorType, Read, Socket};
@@ -124,9 +125,8 @@ use picoserve::time::Timer;
 use picoserve::{EmbassyRuntime, Timeouts};
 use tcp_layers_core::{CloseReason, Connection, Deadline, Write as _};
 
-use super::split::{ReadHalf, Shared, WriteHalf};
-use super::stream_routes::StreamRouted;
-use super::{Ending, end_reason, quiet_read};
+use tcp_layers_http::StreamPaths;
+use tcp_layers_http::server::{Ending, ReadHalf, Split, WriteHalf, quiet_read, server_end_reason};
 
 /// Bytes picoserve may format in one go into [`Write::write_with`](picoserve::io::Write):
 /// a status line or one header line. A longer line still comes out right (picoserve
@@ -222,7 +222,7 @@ impl IoState {
 
 /// A layered connection as a picoserve socket. See the [module docs](self).
 pub struct PicoserveSocket<C: Connection> {
-    shared: Shared<StreamRouted<C>>,
+    shared: Split<StreamPaths<C>>,
     flush: FlushMode,
     io: IoState,
 }
@@ -237,7 +237,7 @@ impl<C: Connection> PicoserveSocket<C> {
     /// Wraps a (layered) connection for picoserve, with the given [`FlushMode`].
     pub fn with_flush(conn: C, flush: FlushMode) -> Self {
         Self {
-            shared: Shared::new(StreamRouted::new(conn, &[])),
+            shared: Split::new(StreamPaths::new(conn, &[])),
             flush,
             io: IoState::new(),
         }
@@ -280,14 +280,14 @@ impl<C: Connection> PicoserveSocket<C> {
 /// picoserve's read half: the read half of the shared connection. A read that
 /// follows a write first waits until the peer has acknowledged what was written.
 pub struct PicoserveReader<'s, C: Connection> {
-    half: ReadHalf<'s, StreamRouted<C>>,
+    half: ReadHalf<'s, StreamPaths<C>>,
     io: &'s IoState,
 }
 
 /// picoserve's write half: writes go straight to the connection; picoserve's
 /// formatted writes pass through a small stack buffer.
 pub struct PicoserveWriter<'s, C: Connection> {
-    half: WriteHalf<'s, StreamRouted<C>>,
+    half: WriteHalf<'s, StreamPaths<C>>,
     flush: FlushMode,
     io: &'s IoState,
 }
@@ -298,13 +298,13 @@ impl<C: Connection> ErrorType for PicoserveReader<'_, C> {
 
 impl<C: Connection> Read for PicoserveReader<'_, C> {
     /// Reads from the connection; the end of the stream once a layer ended it (see the
-    /// [adapters](super)).
+    /// [`tcp_layers_http::server`]).
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
         let io = self.io;
         io.reading.set(true);
         let result = self
             .half
-            .run(async |conn: &mut StreamRouted<C>| {
+            .run(async |conn: &mut StreamPaths<C>| {
                 if io.unacknowledged.get() {
                     // Cancel-safe: dropped when the write half needs the connection,
                     // done again afterwards. A failed flush leaves the verdict to the
@@ -375,7 +375,7 @@ impl<C: Connection> picoserve::io::Write for PicoserveWriter<'_, C> {
         self.writing();
         let result = self
             .half
-            .with_conn(async |conn: &mut StreamRouted<C>| conn.write_all(filled).await)
+            .with_conn(async |conn: &mut StreamPaths<C>| conn.write_all(filled).await)
             .await;
         self.io.wrote(&result);
         result.map(|()| output)
@@ -425,7 +425,7 @@ where
         let reason = match (conn.close_reason(), timed_out) {
             (Some(known), _) => known,
             (None, Some(deadline)) => deadline,
-            (None, None) => end_reason(conn, Ending::Abort),
+            (None, None) => server_end_reason(conn, Ending::Abort),
         };
         timer
             .run_with_timeout(timeouts.write, conn.end(reason))
@@ -442,7 +442,7 @@ where
         timer: &T,
     ) -> Result<(), picoserve::Error<C::Error>> {
         let conn = self.shared.get_mut();
-        let reason = end_reason(conn, Ending::Shutdown);
+        let reason = server_end_reason(conn, Ending::Shutdown);
         let bound = timeouts.read_request + timeouts.write;
         match timer.run_with_timeout(bound, conn.end(reason)).await {
             Ok(()) => Ok(()),

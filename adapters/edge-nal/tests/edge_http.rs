@@ -13,13 +13,11 @@ use edge_http::io::Error as HttpError;
 use edge_http::io::server::{Connection as HttpConnection, Handler, Server};
 use edge_nal::{Readable, TcpSplit};
 use embedded_io_async::{Read, Write};
-use tcp_layers::adapters::edge_nal::{
-    EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer,
-};
 use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
     Layer, QuietLayer, default_stack,
 };
+use tcp_layers_edge_nal::{EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, TxBuffer};
 use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers_sim::responder::checksum;
@@ -87,8 +85,8 @@ fn spawn_edge_http<L, const P: usize, const N: usize>(
 ) -> tcp_layers_sim::JoinHandle<()>
 where
     L: 'static,
-    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>,
-    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>>::Service:
+    L: for<'a> tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     spawn_edge_http_with::<L, P, N>(stack, layers, None, &[])
@@ -104,8 +102,8 @@ fn spawn_edge_http_with<L, const P: usize, const N: usize>(
 ) -> tcp_layers_sim::JoinHandle<()>
 where
     L: 'static,
-    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>,
-    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, N>>>::Service:
+    L: for<'a> tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, N>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     let buffers: &'static mut [SocketBuffers<RxBuffer<2048>, TxBuffer<8192>>; N] =
@@ -212,8 +210,8 @@ fn the_acceptor_waits_instead_of_failing_when_every_socket_is_held() {
 fn tail_us<L>(layers: L) -> u64
 where
     L: 'static,
-    L: for<'a> tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, 2>>,
-    for<'a> <L as tcp_layers::Layer<tcp_layers::adapters::edge_nal::SocketSlot<'a, 'static, 2>>>::Service:
+    L: for<'a> tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, 2>>,
+    for<'a> <L as tcp_layers::Layer<tcp_layers_edge_nal::SocketSlot<'a, 'static, 2>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     run(async move {
@@ -368,7 +366,7 @@ fn a_keep_alive_shorter_than_the_reapers_idle_lets_edge_http_close_first() {
 
 /// A layer that has already ended the connection (as a budget that refused it does)
 /// and whose reads fail.
-#[path = "common/ended.rs"]
+#[path = "../../test-support/ended.rs"]
 mod ended;
 use ended::AlreadyEnded;
 
