@@ -50,6 +50,9 @@ pub use tcp_layers_timewait::{self as timewait, TimeWait, TimeWaitLayer};
 #[cfg(feature = "sim")]
 pub use tcp_layers_sim as sim;
 
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
+
 mod builder;
 pub use builder::ConnectionBuilder;
 

@@ -5,10 +5,14 @@
 #
 #   text_bytes_c3=...  text_bytes_c3_no_layers=...  text_bytes_c6=...
 #   text_bytes_layers=<C3 with layers minus C3 without>
+#   text_bytes_c3_defmt=...  text_bytes_c3_defmt_no_layers=...
+#   text_bytes_layers_defmt=<the same difference with defmt logging>
 #
 # The build without layers (feature no-layers) is the same firmware with an empty layer
-# stack, so the difference is the layers' code alone. SIZE_BREAKDOWN=1 also prints where
-# it goes (size_breakdown.py).
+# stack, so the difference is the layers' code alone. The defmt builds are the same
+# firmware logging through defmt instead of log (feature defmt). After the figures, a
+# table of the bytes the layers add per crate (size_breakdown.py); SIZE_BREAKDOWN=1
+# also lists the symbols that differ most.
 #
 # Needs no Wi-Fi credentials: SSID and PASSWORD are optional at build time.
 set -euo pipefail
@@ -23,11 +27,12 @@ export CARGO_TARGET_DIR="$here/target"
 export CARGO_PROFILE_RELEASE_DEBUG=0
 elf_name=tcp-layers-esp32-example
 
-# build <target> <features>: builds and prints the ELF's path.
+# build <target> <features> [cargo flags]: builds and prints the ELF's path.
 build() {
     local target=$1 features=$2
-    echo "--- cargo build --locked --release --target $target --features $features" >&2
-    if ! cargo build --locked --release --target "$target" --features "$features" >&2; then
+    shift 2
+    echo "--- cargo build --locked --release --target $target $* --features $features" >&2
+    if ! cargo build --locked --release --target "$target" "$@" --features "$features" >&2; then
         echo "esp32 example: build failed for $target ($features)." >&2
         echo "If Cargo.lock is out of date after a change to the tcp-layers crates," >&2
         echo "refresh it with: (cd examples/esp32 && cargo update -p tcp-layers)" >&2
@@ -66,13 +71,22 @@ c3_plain=$(text_bytes "$c3_plain_elf")
 cp "$c3_plain_elf" "$sizes/c3-no-layers.elf"
 c6_elf=$(build riscv32imac-unknown-none-elf esp32c6)
 c6=$(text_bytes "$c6_elf")
+c3_defmt_elf=$(build riscv32imc-unknown-none-elf esp32c3,defmt --no-default-features)
+c3_defmt=$(text_bytes "$c3_defmt_elf")
+c3_defmt_plain_elf=$(build riscv32imc-unknown-none-elf esp32c3,defmt,no-layers --no-default-features)
+c3_defmt_plain=$(text_bytes "$c3_defmt_plain_elf")
 
 echo "text_bytes_c3=$c3"
 echo "text_bytes_c3_no_layers=$c3_plain"
 echo "text_bytes_c6=$c6"
 echo "text_bytes_layers=$((c3 - c3_plain))"
+echo "text_bytes_c3_defmt=$c3_defmt"
+echo "text_bytes_c3_defmt_no_layers=$c3_defmt_plain"
+echo "text_bytes_layers_defmt=$((c3_defmt - c3_defmt_plain))"
 
-# SIZE_BREAKDOWN=1: where the difference goes, per crate and per symbol (needs llvm-nm).
+# Where the difference goes, per crate (needs llvm-nm); SIZE_BREAKDOWN=1: per symbol too.
+detail=()
 if [ "${SIZE_BREAKDOWN:-0}" = 1 ]; then
-    python3 "$here/size_breakdown.py" "$sizes/c3-layers.elf" "$sizes/c3-no-layers.elf"
+    detail=(--symbols)
 fi
+python3 "$here/size_breakdown.py" "${detail[@]}" "$sizes/c3-layers.elf" "$sizes/c3-no-layers.elf"

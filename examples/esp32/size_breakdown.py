@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Where the flash of the layers goes: the .text symbols of two firmware ELFs (with
-and without the layers), summed per crate, and the symbols that differ most.
+and without the layers), summed per crate, and with --symbols the symbols that differ
+most.
 
-    python3 size_breakdown.py WITH.elf WITHOUT.elf [TOP]
+    python3 size_breakdown.py [--symbols] WITH.elf WITHOUT.elf [TOP]
 
-ci.sh keeps the two ESP32-C3 ELFs it measures in target/sizes/ and runs this with
-SIZE_BREAKDOWN=1. Needs llvm-nm (`rustup component add llvm-tools`, or the distribution's
-llvm package).
+ci.sh keeps the two ESP32-C3 ELFs it measures in target/sizes/ and runs this after
+every build (with --symbols when SIZE_BREAKDOWN=1). Needs llvm-nm (`rustup component
+add llvm-tools`, or the distribution's llvm package).
 
 Read the per-crate sums with care: with fat LTO a layer's code is often inlined into
 its caller, so part of it is counted under picoserve, futures_util, embassy_executor
@@ -70,16 +71,21 @@ def text_symbols(elf):
 
 
 def crate_of(name):
-    """The crate a symbol's path starts with (`<Type as Trait>`: the type's crate)."""
-    match = re.match(r"[_<]*([A-Za-z_][A-Za-z0-9_]*)::", name)
+    """The crate a symbol's path starts with (`<Type as Trait>`: the type's crate; the
+    drop glue of a type: the type's crate)."""
+    name = re.sub(r"^core::ptr::drop_in_place<", "", name)
+    match = re.match(r"[_<&]*(?:mut )?([A-Za-z_][A-Za-z0-9_]*)::", name)
     return match.group(1) if match else "(no crate path)"
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
+    args = sys.argv[1:]
+    symbols = "--symbols" in args
+    args = [a for a in args if a != "--symbols"]
+    if len(args) not in (2, 3):
         sys.exit(__doc__)
-    with_layers, without = text_symbols(sys.argv[1]), text_symbols(sys.argv[2])
-    top = int(sys.argv[3]) if len(sys.argv) == 4 else 25
+    with_layers, without = text_symbols(args[0]), text_symbols(args[1])
+    top = int(args[2]) if len(args) == 3 else 25
 
     total_with, total_without = sum(with_layers.values()), sum(without.values())
     print(f"symbols in .text: {total_with} B with layers, {total_without} B without, "
@@ -90,13 +96,15 @@ def main():
         per_crate_with[crate_of(name)] += size
     for name, size in without.items():
         per_crate_without[crate_of(name)] += size
-    print(f"\n{'difference':>10} {'with':>8} {'without':>8}  crate")
+    print(f"\nbytes added per crate:\n{'difference':>10} {'with':>8} {'without':>8}  crate")
     crates = set(per_crate_with) | set(per_crate_without)
     for crate in sorted(crates, key=lambda c: per_crate_without[c] - per_crate_with[c]):
         diff = per_crate_with[crate] - per_crate_without[crate]
         if diff:
             print(f"{diff:10} {per_crate_with[crate]:8} {per_crate_without[crate]:8}  {crate}")
 
+    if not symbols:
+        return
     rows = []
     for name in set(with_layers) | set(without):
         diff = with_layers.get(name, 0) - without.get(name, 0)

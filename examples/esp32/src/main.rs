@@ -16,17 +16,24 @@
 // the default 128 levels to lay out.
 #![recursion_limit = "256"]
 
+#[cfg(all(feature = "log", feature = "defmt"))]
+compile_error!("pick one of the features log and defmt (defmt: --no-default-features)");
+
+// The logging macros: `log` or `defmt`, as the features say.
+mod fmt;
+
 use camera_app::{server, stats};
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_time::{Duration, Timer};
 use esp_backtrace as _;
+// Its defmt logger, with the feature `defmt` (with `log`, its logger is installed below).
 use esp_hal::{clock::CpuClock, rng::Rng, timer::timg::TimerGroup};
+use esp_println as _;
 use esp_radio::wifi::{
     AuthenticationMethodConfig, Config as WifiConfig, ControllerConfig, Interface, WifiController,
     sta::StationConfig,
 };
-use log::{error, info, warn};
 use static_cell::StaticCell;
 use tcp_layers::{BudgetConfig, limit::StackServices, profile};
 
@@ -82,6 +89,7 @@ const DESCRIPTION: &str = "no layers";
 
 #[esp_rtos::main]
 async fn main(spawner: Spawner) -> ! {
+    #[cfg(feature = "log")]
     esp_println::logger::init_logger_from_env();
     let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
 
@@ -138,7 +146,11 @@ async fn main(spawner: Spawner) -> ! {
 
     loop {
         Timer::after(Duration::from_secs(60)).await;
+        #[cfg(feature = "log")]
         info!("{}", stats::snapshot());
+        // The JSON line is formatted on the device: once a minute.
+        #[cfg(feature = "defmt")]
+        info!("{}", defmt::Display2Format(&stats::snapshot()));
     }
 }
 

@@ -47,8 +47,11 @@ use core::task::{Context, Poll};
 
 use embassy_futures::yield_now;
 use tcp_layers_core::{
-    CloseReason, Connection, ErrorType, Layer, Read, Write, delegate_connection, emit_log,
+    CloseReason, Connection, ErrorType, Layer, Read, Write, delegate_connection,
 };
+
+// The logging macros, `defmt` or `log` as the features say.
+mod fmt;
 
 /// The default piece size, in bytes: 4096.
 ///
@@ -448,8 +451,7 @@ impl<C: Connection, const COALESCE: usize> Connection for Chunked<C, COALESCE> {
 
     fn close_write(&mut self) {
         if self.held_len > 0 {
-            emit_log!(
-                warn,
+            warn!(
                 "chunked: close_write without flush dropped {} held bytes",
                 // As u32: integer formatting code is per type, u32's is linked anyway.
                 u32::from(self.held_len)
@@ -472,8 +474,7 @@ impl<C: Connection, const COALESCE: usize> Connection for Chunked<C, COALESCE> {
             let _ = self.drain_held().await;
         }
         self.held_len = 0;
-        emit_log!(
-            trace,
+        trace!(
             "chunked: ended ({}), response {}",
             reason.as_str(),
             self.progress()

@@ -17,15 +17,14 @@
 //! - `embassy-net`: [`Connection`] for `embassy_net::tcp::TcpSocket` (no_std).
 //! - `tokio`: `tokio_stream::TokioStream`, a `tokio::net::TcpStream` with real socket
 //!   options (std; also runs on ESP-IDF, whose sockets are lwIP).
-//! - `log`, `defmt`: the backend of the logging macros the layers use (either, both,
-//!   or none).
+//! - `defmt`: `defmt::Format` for the shared types. Each layer crate has its own `log`
+//!   and `defmt` features for its log lines: the `defmt` macros expand in the crate
+//!   that calls them, which must depend on `defmt` itself.
 #![cfg_attr(not(feature = "tokio"), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod event;
-#[doc(hidden)]
-pub mod fmt;
 
 #[cfg(feature = "embassy-net")]
 mod embassy;

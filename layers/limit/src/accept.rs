@@ -110,14 +110,23 @@ impl AcceptLoop {
         let backoff = self.backoff.delay(self.consecutive);
         let backoff_ms = u32::try_from(backoff.as_millis()).unwrap_or(u32::MAX);
         if self.consecutive.is_power_of_two() {
-            tcp_layers_core::emit_log!(
-                warn,
+            // `E` is only `Debug`: defmt gets it formatted on the device (a rare line).
+            #[cfg(feature = "log")]
+            log::warn!(
                 "accept failed: {:?} ({} in a row), retrying in {} ms",
                 error,
                 self.consecutive,
                 backoff_ms
             );
+            #[cfg(feature = "defmt")]
+            defmt::warn!(
+                "accept failed: {:?} ({} in a row), retrying in {} ms",
+                defmt::Debug2Format(error),
+                self.consecutive,
+                backoff_ms
+            );
         }
+        let _ = error;
         event::emit(Event::AcceptError {
             consecutive: self.consecutive,
             backoff_ms,

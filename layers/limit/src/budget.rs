@@ -79,6 +79,7 @@ impl Slot {
 
 /// Counters of a budget since it was created. Read with [`Budget::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BudgetStats {
     /// Connections admitted (given a request slot, at accept or from the queue).
     pub admitted: u32,
@@ -114,8 +115,10 @@ pub(crate) enum Refusal {
 /// rest are counted and summed up in the next line.
 const REFUSAL_LOG_WINDOW_MS: u32 = 10_000;
 
-struct Table<const N: usize> {
-    slots: [Slot; N],
+/// The slot table. The slots are the last field and unsized in the methods (`Table`
+/// is `Table<[Slot]>`): the logic is compiled once, whatever `N`, over a slice whose
+/// length the optimiser does not unroll loops for.
+struct Table<S: ?Sized = [Slot]> {
     /// Counts state changes; the smallest `order` is the oldest.
     clock: u32,
     exhausted: bool,
@@ -126,6 +129,37 @@ struct Table<const N: usize> {
     refusal_window_ms: Option<u32>,
     /// Refusals not logged in the current window.
     refusals_unlogged: u16,
+    slots: S,
+}
+
+/// The slots counted in one pass over the table.
+#[derive(Clone, Copy)]
+struct Tally {
+    /// Not free.
+    occupied: u16,
+    /// Occupied and not told to close: the sockets that will not come back by themselves.
+    live: u16,
+    /// Holding a request slot.
+    requests: u16,
+    streams: u16,
+    /// Request slots the peer asked about holds (0 for an unknown peer).
+    peer_requests: u16,
+    /// Live sockets the peer asked about holds (0 for an unknown peer).
+    peer_sockets: u16,
+}
+
+impl Tally {
+    /// Listeners free once every evicted connection has closed.
+    fn free_listeners(&self, config: &BudgetConfig) -> u16 {
+        u16::from(config.total).saturating_sub(self.live)
+    }
+
+    /// A request of the peer fits: the requests are under their cap and the peer
+    /// under its share of them.
+    fn fits(&self, config: &BudgetConfig) -> bool {
+        self.requests < u16::from(config.request)
+            && self.peer_requests < u16::from(config.peer_request_share())
+    }
 }
 
 /// Events decided inside the critical section, emitted after it (the hook runs
@@ -153,56 +187,48 @@ impl Outcome {
         }
     }
 
+    // One copy for every caller: the lines and events are rare, the calls many.
+    #[inline(never)]
     fn emit(self) {
         for waker in self.wake.into_iter().flatten() {
             waker.wake();
         }
         for _ in 0..self.evictions {
-            tcp_layers_core::emit_log!(
-                debug,
-                "limit: evicted the least recently active idle connection"
-            );
+            debug!("limit: evicted the least recently active idle connection");
             event::emit(Event::Evicted);
         }
         if self.displaced {
-            tcp_layers_core::emit_log!(
-                debug,
-                "limit: every socket taken, closed the connection longest in its request head"
-            );
+            debug!("limit: every socket taken, closed the connection longest in its request head");
         }
         if let Some((held, active)) = self.exhaustion {
-            if held {
-                tcp_layers_core::emit_log!(info, "limit: exhaustion held, {} connections", active);
-            } else {
-                tcp_layers_core::emit_log!(
-                    info,
-                    "limit: exhaustion cleared, {} connections",
-                    active
-                );
-            }
+            info!(
+                "limit: exhaustion {}, {} connections",
+                if held { "held" } else { "cleared" },
+                // As u32: integer formatting code is per type, u32's is linked anyway.
+                u32::from(active)
+            );
             event::emit(Event::Exhaustion { held, active });
         }
         if self.stream_refused {
-            tcp_layers_core::emit_log!(info, "limit: stream refused, stream budget full");
+            info!("limit: stream refused, stream budget full");
             event::emit(Event::StreamRefused);
         }
-        match self.refusal {
-            Some((Refusal::PeerShare, unlogged)) => tcp_layers_core::emit_log!(
-                info,
-                "limit: closed a connection from a peer holding its share of sockets ({} more since the last line)",
-                unlogged
-            ),
-            Some((Refusal::Full, unlogged)) => tcp_layers_core::emit_log!(
-                warn,
-                "limit: refused a connection, no slot left ({} more since the last line)",
-                unlogged
-            ),
-            Some((Refusal::QueueTimeout, unlogged)) => tcp_layers_core::emit_log!(
-                warn,
-                "limit: refused a request that waited too long for a slot ({} more since the last line)",
-                unlogged
-            ),
-            None => {}
+        if let Some((why, unlogged)) = self.refusal {
+            let unlogged = u32::from(unlogged);
+            match why {
+                Refusal::PeerShare => info!(
+                    "limit: closed a connection from a peer holding its share of sockets ({} more since the last line)",
+                    unlogged
+                ),
+                Refusal::Full => warn!(
+                    "limit: refused a connection, no slot left ({} more since the last line)",
+                    unlogged
+                ),
+                Refusal::QueueTimeout => warn!(
+                    "limit: refused a request that waited too long for a slot ({} more since the last line)",
+                    unlogged
+                ),
+            }
         }
     }
 }
@@ -212,60 +238,63 @@ fn now_ms() -> u32 {
     embassy_time::Instant::now().as_millis() as u32
 }
 
-impl<const N: usize> Table<N> {
-    /// Puts slot `index` in `use_` from now on.
+/// Keeps `waker` in `slot`, unless the one there already wakes the same task.
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        other => *other = Some(waker.clone()),
+    }
+}
+
+impl Table {
+    /// Puts slot `index` in `use_` from `now` on.
     fn enter(&mut self, index: usize, use_: SlotUse, now: u32) {
         self.clock = self.clock.wrapping_add(1);
-        let slot = &mut self.slots[index];
-        slot.use_ = use_;
-        slot.since_ms = now;
-        slot.order = self.clock;
+        let clock = self.clock;
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.use_ = use_;
+            slot.since_ms = now;
+            slot.order = clock;
+        }
     }
 
     fn count(&self, pred: impl Fn(&Slot) -> bool) -> u16 {
         self.slots.iter().filter(|s| pred(s)).count() as u16
     }
 
-    fn occupied(&self) -> u16 {
-        self.count(|s| s.use_ != SlotUse::Free)
-    }
-
-    /// Occupied and not told to close: the sockets that will not come back by themselves.
-    fn live(&self) -> u16 {
-        self.count(|s| !matches!(s.use_, SlotUse::Free | SlotUse::Evicted))
-    }
-
-    /// Listeners free once every evicted connection has closed.
-    fn free_listeners(&self, config: &BudgetConfig) -> u16 {
-        u16::from(config.total).saturating_sub(self.live())
-    }
-
-    fn requests(&self) -> u16 {
-        self.count(|s| s.use_.is_request())
-    }
-
-    fn streams(&self) -> u16 {
-        self.count(|s| s.use_ == SlotUse::Stream)
-    }
-
-    /// The request slots `peer` holds; 0 for an unknown peer.
-    fn peer_requests(&self, peer: u32) -> u16 {
-        if peer == 0 {
-            return 0;
+    /// Every count the decisions need, for `peer` (0: none), in one pass.
+    #[inline(never)]
+    fn tally(&self, peer: u32) -> Tally {
+        let mut t = Tally {
+            occupied: 0,
+            live: 0,
+            requests: 0,
+            streams: 0,
+            peer_requests: 0,
+            peer_sockets: 0,
+        };
+        for s in &self.slots {
+            let ours = peer != 0 && s.peer == peer;
+            let live = !matches!(s.use_, SlotUse::Free | SlotUse::Evicted);
+            let request = s.use_.is_request();
+            t.occupied += u16::from(s.use_ != SlotUse::Free);
+            t.live += u16::from(live);
+            t.requests += u16::from(request);
+            t.streams += u16::from(s.use_ == SlotUse::Stream);
+            t.peer_requests += u16::from(ours && request);
+            t.peer_sockets += u16::from(ours && live);
         }
-        self.count(|s| s.peer == peer && s.use_.is_request())
+        t
     }
 
-    /// The sockets `peer` holds and will not give back by themselves.
-    fn peer_sockets(&self, peer: u32) -> u16 {
-        self.count(|s| s.peer == peer && !matches!(s.use_, SlotUse::Free | SlotUse::Evicted))
+    fn occupied(&self) -> u16 {
+        self.tally(0).occupied
     }
 
     /// A request of `peer` fits: the requests are under their cap and the peer under
     /// its share of them.
     fn fits(&self, config: &BudgetConfig, peer: u32) -> bool {
-        self.requests() < u16::from(config.request)
-            && self.peer_requests(peer) < u16::from(config.peer_request_share())
+        self.tally(peer).fits(config)
     }
 
     /// Evicts idle connections until a request of `peer` fits: first the peer's own
@@ -273,35 +302,51 @@ impl<const N: usize> Table<N> {
     /// of all if the requests are at their cap. Returns whether it fits.
     fn make_room(&mut self, config: &BudgetConfig, peer: u32, out: &mut Outcome) -> bool {
         if peer != 0
-            && self.peer_requests(peer) >= u16::from(config.peer_request_share())
+            && self.tally(peer).peer_requests >= u16::from(config.peer_request_share())
             && !self.evict_lru(Some(peer), out)
         {
             return false;
         }
-        if self.requests() >= u16::from(config.request) && !self.evict_lru(None, out) {
+        if self.tally(0).requests >= u16::from(config.request) && !self.evict_lru(None, out) {
             return false;
         }
         self.fits(config, peer)
     }
 
+    /// The index of the slot that `key` ranks highest among those it gives a rank
+    /// (`None`: not a candidate); the last of equals, as `max_by_key` picks.
+    fn pick(&self, key: impl Fn(usize, &Slot) -> Option<u64>) -> Option<usize> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(k) = key(i, s)
+                && best.is_none_or(|(_, b)| k >= b)
+            {
+                best = Some((i, k));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Marks the slot `index` told to close and wakes its pending call.
+    fn close_slot(&mut self, index: usize, out: &mut Outcome) {
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.use_ = SlotUse::Evicted;
+            out.wake(slot.waker.take());
+        }
+    }
+
     /// Marks the least recently active idle connection (of `peer`, if given) evicted.
     fn evict_lru(&mut self, peer: Option<u32>, out: &mut Outcome) -> bool {
         let clock = self.clock;
-        let oldest = self
-            .slots
-            .iter_mut()
-            .filter(|s| s.use_ == SlotUse::Idle && peer.is_none_or(|p| s.peer == p))
-            .max_by_key(|s| clock.wrapping_sub(s.order));
-        match oldest {
-            Some(slot) => {
-                slot.use_ = SlotUse::Evicted;
-                out.wake(slot.waker.take());
-                out.evictions = out.evictions.saturating_add(1);
-                self.stats.evictions = self.stats.evictions.saturating_add(1);
-                true
-            }
-            None => false,
-        }
+        let oldest = self.pick(|_, s| {
+            (s.use_ == SlotUse::Idle && peer.is_none_or(|p| s.peer == p))
+                .then(|| u64::from(clock.wrapping_sub(s.order)))
+        });
+        let Some(index) = oldest else { return false };
+        self.close_slot(index, out);
+        out.evictions = out.evictions.saturating_add(1);
+        self.stats.evictions = self.stats.evictions.saturating_add(1);
+        true
     }
 
     /// Gives request slots to waiting connections, first come first served. A
@@ -310,20 +355,22 @@ impl<const N: usize> Table<N> {
     /// connections for it.
     fn admit_waiting(&mut self, config: &BudgetConfig, now: u32, out: &mut Outcome) {
         loop {
-            let next = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.use_.is_waiting())
-                .filter(|(_, s)| s.use_ == SlotUse::Queued || self.fits(config, s.peer))
-                .max_by_key(|(_, s)| self.clock.wrapping_sub(s.order))
-                .map(|(i, s)| (i, s.peer));
-            let Some((index, peer)) = next else { return };
+            let clock = self.clock;
+            let next = self.pick(|_, s| {
+                (s.use_ == SlotUse::Queued
+                    || (s.use_ == (SlotUse::Head { admitted: false }) && self.fits(config, s.peer)))
+                .then(|| u64::from(clock.wrapping_sub(s.order)))
+            });
+            let Some((index, peer)) = next.and_then(|i| Some((i, self.slots.get(i)?.peer))) else {
+                return;
+            };
             if !self.make_room(config, peer, out) {
                 // The oldest waiter cannot be served yet; later ones wait behind it.
                 return;
             }
-            let slot = &mut self.slots[index];
+            let Some(slot) = self.slots.get_mut(index) else {
+                return;
+            };
             // A head keeps its age (for displacement); a queued response starts now.
             let (use_, since) = match slot.use_ {
                 SlotUse::Queued => (SlotUse::Responding, now),
@@ -345,17 +392,17 @@ impl<const N: usize> Table<N> {
         now: u32,
         out: &mut Outcome,
     ) {
-        let oldest = self
-            .slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, s)| *i != except && matches!(s.use_, SlotUse::Head { .. }))
-            .map(|(_, s)| s)
-            .filter(|s| now.wrapping_sub(s.since_ms) >= config.displace_after.as_millis() as u32)
-            .max_by_key(|s| (now.wrapping_sub(s.since_ms), u32::MAX - s.order));
-        if let Some(slot) = oldest {
-            slot.use_ = SlotUse::Evicted;
-            out.wake(slot.waker.take());
+        // Once, not per slot: a u64 division on a 32-bit core.
+        let displace_after_ms =
+            u32::try_from(config.displace_after.as_millis()).unwrap_or(u32::MAX);
+        let oldest = self.pick(|i, s| {
+            let age = now.wrapping_sub(s.since_ms);
+            (i != except && matches!(s.use_, SlotUse::Head { .. }) && age >= displace_after_ms)
+                // The longest in its head; of equals, the first to enter it.
+                .then(|| (u64::from(age) << 32) | u64::from(u32::MAX - s.order))
+        });
+        if let Some(index) = oldest {
+            self.close_slot(index, out);
             out.displaced = true;
             self.stats.displaced = self.stats.displaced.saturating_add(1);
         }
@@ -421,7 +468,7 @@ pub(crate) enum Admission {
 /// tests run in parallel threads); [`Budget::reset`] clears one between runs.
 pub struct Budget<const N: usize> {
     config: BudgetConfig,
-    table: Mutex<RefCell<Table<N>>>,
+    table: Mutex<RefCell<Table<[Slot; N]>>>,
 }
 
 /// A view of one admitted connection's slot, made on the fly by the wrapper (which
@@ -470,8 +517,8 @@ impl<const N: usize> Budget<N> {
         &self.config
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Table<N>) -> R) -> R {
-        critical_section::with(|cs| f(&mut self.table.borrow_ref_mut(cs)))
+    fn with<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        critical_section::with(|cs| f(&mut *self.table.borrow_ref_mut(cs)))
     }
 
     /// Connections admitted and not yet dropped: the sockets this budget counts as
@@ -484,8 +531,8 @@ impl<const N: usize> Budget<N> {
     /// in neither).
     pub fn active_of(&self, class: ConnectionClass) -> u16 {
         self.with(|t| match class {
-            ConnectionClass::Request => t.requests(),
-            ConnectionClass::Stream => t.streams(),
+            ConnectionClass::Request => t.tally(0).requests,
+            ConnectionClass::Stream => t.tally(0).streams,
         })
     }
 
@@ -541,46 +588,8 @@ impl<const N: usize> Budget<N> {
     /// free (or while exhausted), and if every socket is now taken, the connection
     /// longest in its request head is displaced.
     pub(crate) fn admit(&self, peer: u32) -> Admission {
-        let config = &self.config;
         let mut out = Outcome::default();
-        let admission = self.with(|t| {
-            t.wrappers = t.wrappers.saturating_add(1);
-            let now = now_ms();
-            if t.occupied() >= u16::from(config.total) {
-                // More sockets than slots: only a dropped connection frees one.
-                t.evict_lru(None, &mut out);
-                t.refuse(Refusal::Full, now, &mut out);
-                return Admission::Refused;
-            }
-            if peer != 0
-                && t.peer_sockets(peer) >= u16::from(config.per_peer)
-                && !t.evict_lru(Some(peer), &mut out)
-            {
-                t.refuse(Refusal::PeerShare, now, &mut out);
-                return Admission::Refused;
-            }
-            let Some(index) = t.slots.iter().position(|s| s.use_ == SlotUse::Free) else {
-                t.refuse(Refusal::Full, now, &mut out);
-                return Admission::Refused;
-            };
-            let admitted = t.fits(config, peer);
-            t.slots[index].peer = peer;
-            t.slots[index].waker = None;
-            t.enter(index, SlotUse::Head { admitted }, now);
-            if admitted {
-                t.stats.admitted = t.stats.admitted.saturating_add(1);
-            } else {
-                t.stats.queued = t.stats.queued.saturating_add(1);
-            }
-            t.update_exhaustion(config, &mut out);
-            if t.free_listeners(config) < u16::from(config.reserve) || t.exhausted {
-                t.evict_lru(None, &mut out);
-            }
-            if t.live() >= u16::from(config.total) {
-                t.displace_slowest_head(config, index, now, &mut out);
-            }
-            Admission::Slot(index as u8)
-        });
+        let admission = self.with(|t| t.admit(&self.config, peer, &mut out));
         out.emit();
         admission
     }
@@ -589,15 +598,248 @@ impl<const N: usize> Budget<N> {
     /// connections may take what it held.
     pub(crate) fn release(&self, slot: Option<u8>) {
         let mut out = Outcome::default();
-        self.with(|t| {
-            t.wrappers = t.wrappers.saturating_sub(1);
-            if let Some(index) = slot {
-                t.slots[usize::from(index)] = Slot::FREE;
-                t.update_exhaustion(&self.config, &mut out);
-                t.admit_waiting(&self.config, now_ms(), &mut out);
-            }
-        });
+        self.with(|t| t.release(&self.config, slot, &mut out));
         out.emit();
+    }
+}
+
+// The entry points below are kept out of line: inlined into the connection's futures
+// (the accept loop, reads, writes, drops), each would be one more copy in the firmware.
+impl Table {
+    /// [`Budget::admit`] inside the critical section.
+    #[inline(never)]
+    fn admit(&mut self, config: &BudgetConfig, peer: u32, out: &mut Outcome) -> Admission {
+        self.wrappers = self.wrappers.saturating_add(1);
+        let now = now_ms();
+        let tally = self.tally(peer);
+        if tally.occupied >= u16::from(config.total) {
+            // More sockets than slots: only a dropped connection frees one.
+            self.evict_lru(None, out);
+            self.refuse(Refusal::Full, now, out);
+            return Admission::Refused;
+        }
+        if peer != 0
+            && tally.peer_sockets >= u16::from(config.per_peer)
+            && !self.evict_lru(Some(peer), out)
+        {
+            self.refuse(Refusal::PeerShare, now, out);
+            return Admission::Refused;
+        }
+        let Some(index) = self.slots.iter().position(|s| s.use_ == SlotUse::Free) else {
+            self.refuse(Refusal::Full, now, out);
+            return Admission::Refused;
+        };
+        let admitted = self.fits(config, peer);
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.peer = peer;
+            slot.waker = None;
+        }
+        self.enter(index, SlotUse::Head { admitted }, now);
+        let counter = if admitted {
+            &mut self.stats.admitted
+        } else {
+            &mut self.stats.queued
+        };
+        *counter = counter.saturating_add(1);
+        self.update_exhaustion(config, out);
+        if self.tally(0).free_listeners(config) < u16::from(config.reserve) || self.exhausted {
+            self.evict_lru(None, out);
+        }
+        if self.tally(0).live >= u16::from(config.total) {
+            self.displace_slowest_head(config, index, now, out);
+        }
+        Admission::Slot(index as u8)
+    }
+
+    /// [`Budget::release`] inside the critical section.
+    #[inline(never)]
+    fn release(&mut self, config: &BudgetConfig, slot: Option<u8>, out: &mut Outcome) {
+        self.wrappers = self.wrappers.saturating_sub(1);
+        let Some(slot) = slot.and_then(|i| self.slots.get_mut(usize::from(i))) else {
+            return;
+        };
+        *slot = Slot::FREE;
+        self.update_exhaustion(config, out);
+        self.admit_waiting(config, now_ms(), out);
+    }
+
+    /// [`Ticket::watch`] for slot `i`.
+    #[inline(never)]
+    fn watch(&mut self, i: usize, waker: &Waker) -> bool {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        match slot.use_ {
+            SlotUse::Evicted => true,
+            SlotUse::Free | SlotUse::Stream => false,
+            _ => {
+                register(&mut slot.waker, waker);
+                false
+            }
+        }
+    }
+
+    /// [`Ticket::wait_idle`] for slot `i`.
+    #[inline(never)]
+    fn wait_idle(
+        &mut self,
+        config: &BudgetConfig,
+        i: usize,
+        waker: &Waker,
+        out: &mut Outcome,
+    ) -> bool {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        match slot.use_ {
+            SlotUse::Evicted => return true,
+            SlotUse::Responding | SlotUse::Head { admitted: true } => {
+                register(&mut slot.waker, waker);
+                let now = now_ms();
+                self.enter(i, SlotUse::Idle, now);
+                // A queued response may take this connection's place now.
+                self.admit_waiting(config, now, out);
+            }
+            SlotUse::Idle => register(&mut slot.waker, waker),
+            SlotUse::Head { admitted: false }
+            | SlotUse::Queued
+            | SlotUse::Stream
+            | SlotUse::Free => {}
+        }
+        self.is_evicted(i)
+    }
+
+    /// Slot `i` was told to close.
+    fn is_evicted(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.use_ == SlotUse::Evicted)
+    }
+
+    /// [`Ticket::end_idle`] for slot `i`.
+    #[inline(never)]
+    fn end_idle(&mut self, i: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        slot.waker = None;
+        match slot.use_ {
+            SlotUse::Idle => {
+                self.enter(i, SlotUse::Head { admitted: true }, now_ms());
+                false
+            }
+            other => other == SlotUse::Evicted,
+        }
+    }
+
+    /// [`Ticket::begin_response`] for slot `i`.
+    #[inline(never)]
+    fn begin_response(
+        &mut self,
+        config: &BudgetConfig,
+        i: usize,
+        waker: &Waker,
+        out: &mut Outcome,
+    ) -> ResponseSlot {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return ResponseSlot::Closed;
+        };
+        match slot.use_ {
+            SlotUse::Head { admitted: true } => {
+                slot.waker = None;
+                self.enter(i, SlotUse::Responding, now_ms());
+                ResponseSlot::Granted
+            }
+            SlotUse::Responding | SlotUse::Idle | SlotUse::Stream => ResponseSlot::Granted,
+            SlotUse::Evicted | SlotUse::Free => ResponseSlot::Closed,
+            SlotUse::Head { admitted: false } | SlotUse::Queued => {
+                let now = now_ms();
+                slot.waker = Some(waker.clone());
+                if slot.use_ != SlotUse::Queued {
+                    self.enter(i, SlotUse::Queued, now);
+                }
+                // First come, first served: this response goes when the queue reaches it.
+                self.admit_waiting(config, now, out);
+                let Some(slot) = self.slots.get_mut(i) else {
+                    return ResponseSlot::Closed;
+                };
+                match slot.use_ {
+                    SlotUse::Responding => {
+                        slot.waker = None;
+                        ResponseSlot::Granted
+                    }
+                    SlotUse::Evicted => ResponseSlot::Closed,
+                    _ => ResponseSlot::Waiting,
+                }
+            }
+        }
+    }
+
+    /// [`Ticket::give_up_waiting`] for slot `i`.
+    #[inline(never)]
+    fn give_up_waiting(&mut self, i: usize, out: &mut Outcome) -> bool {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        if !slot.use_.is_waiting() {
+            return slot.use_ == SlotUse::Evicted;
+        }
+        slot.use_ = SlotUse::Evicted;
+        slot.waker = None;
+        self.refuse(Refusal::QueueTimeout, now_ms(), out);
+        true
+    }
+
+    /// [`Ticket::shed_after_grace`] for slot `i`.
+    #[inline(never)]
+    fn shed_after_grace(&mut self, config: &BudgetConfig, i: usize, out: &mut Outcome) -> bool {
+        if self.tally(0).free_listeners(config) < u16::from(config.reserve) || self.exhausted {
+            self.evict_lru(None, out);
+        }
+        self.is_evicted(i)
+    }
+
+    /// [`Ticket::set_class`] for slot `i`.
+    #[inline(never)]
+    fn set_class(
+        &mut self,
+        config: &BudgetConfig,
+        i: usize,
+        class: ConnectionClass,
+        out: &mut Outcome,
+    ) -> Result<(), ClassFull> {
+        let Some(slot) = self.slots.get(i) else {
+            return Err(ClassFull { class });
+        };
+        let (use_, peer) = (slot.use_, slot.peer);
+        match (use_, class) {
+            (SlotUse::Stream, ConnectionClass::Stream) => Ok(()),
+            (SlotUse::Evicted | SlotUse::Free, _) => Err(ClassFull { class }),
+            (_, ConnectionClass::Stream) => {
+                if self.tally(0).streams >= u16::from(config.stream) {
+                    self.stats.stream_refusals = self.stats.stream_refusals.saturating_add(1);
+                    out.stream_refused = true;
+                    return Err(ClassFull { class });
+                }
+                // A response queued behind the request cap may go on now, as a stream.
+                if let Some(slot) = self.slots.get_mut(i) {
+                    out.wake(slot.waker.take());
+                }
+                let now = now_ms();
+                self.enter(i, SlotUse::Stream, now);
+                self.admit_waiting(config, now, out);
+                Ok(())
+            }
+            (SlotUse::Stream, ConnectionClass::Request) => {
+                if self.fits(config, peer) {
+                    self.enter(i, SlotUse::Responding, now_ms());
+                    Ok(())
+                } else {
+                    Err(ClassFull { class })
+                }
+            }
+            (_, ConnectionClass::Request) => Ok(()),
+        }
     }
 }
 
@@ -628,12 +870,16 @@ impl<const N: usize> Ticket<N> {
         self.budget.config.refusal_reply
     }
 
-    /// Runs `f` on the table and the index of this ticket's slot, then emits what it
-    /// decided.
-    fn with_slot<R>(&self, f: impl FnOnce(&mut Table<N>, usize, &mut Outcome) -> R) -> R {
+    /// Runs `f` on the table, the budget's config and the index of this ticket's slot,
+    /// then emits what it decided.
+    fn with_slot<R>(
+        &self,
+        f: impl FnOnce(&mut Table, &BudgetConfig, usize, &mut Outcome) -> R,
+    ) -> R {
         let index = usize::from(self.slot);
+        let config = &self.budget.config;
         let mut out = Outcome::default();
-        let result = self.budget.with(|t| f(t, index, &mut out));
+        let result = self.budget.with(|t| f(t, config, index, &mut out));
         out.emit();
         result
     }
@@ -641,64 +887,20 @@ impl<const N: usize> Ticket<N> {
     /// A read of a request connection is pending: `waker` is woken if the budget closes
     /// the connection (an eviction or a displacement). Returns true once it has.
     pub(crate) fn watch(&self, waker: &Waker) -> bool {
-        self.with_slot(|t, i, _| {
-            let slot = &mut t.slots[i];
-            match slot.use_ {
-                SlotUse::Evicted => true,
-                SlotUse::Free | SlotUse::Stream => false,
-                _ => {
-                    match &mut slot.waker {
-                        Some(w) if w.will_wake(waker) => {}
-                        other => *other = Some(waker.clone()),
-                    }
-                    false
-                }
-            }
-        })
+        self.with_slot(|t, _, i, _| t.watch(i, waker))
     }
 
     /// A read is pending after a response and no byte has arrived: the connection is
     /// idle and may be evicted; `waker` is woken if it is. Returns true if it already
     /// was evicted.
     pub(crate) fn wait_idle(&self, waker: &Waker) -> bool {
-        let config = self.budget.config;
-        self.with_slot(|t, i, out| {
-            let slot = &mut t.slots[i];
-            match slot.use_ {
-                SlotUse::Evicted => return true,
-                SlotUse::Responding | SlotUse::Head { admitted: true } => {
-                    slot.waker = Some(waker.clone());
-                    let now = now_ms();
-                    t.enter(i, SlotUse::Idle, now);
-                    // A queued response may take this connection's place now.
-                    t.admit_waiting(&config, now, out);
-                }
-                SlotUse::Idle => match &mut slot.waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    other => *other = Some(waker.clone()),
-                },
-                SlotUse::Head { admitted: false }
-                | SlotUse::Queued
-                | SlotUse::Stream
-                | SlotUse::Free => {}
-            }
-            t.slots[i].use_ == SlotUse::Evicted
-        })
+        self.with_slot(|t, config, i, out| t.wait_idle(config, i, waker, out))
     }
 
     /// The idle read ended (data, error or cancelled): reading a request again unless
     /// evicted. Returns true if it was evicted.
     pub(crate) fn end_idle(&self) -> bool {
-        self.with_slot(|t, i, _| {
-            t.slots[i].waker = None;
-            match t.slots[i].use_ {
-                SlotUse::Idle => {
-                    t.enter(i, SlotUse::Head { admitted: true }, now_ms());
-                    false
-                }
-                other => other == SlotUse::Evicted,
-            }
-        })
+        self.with_slot(|t, _, i, _| t.end_idle(i))
     }
 
     /// The server is about to write a response. Granted at once to an admitted
@@ -706,92 +908,26 @@ impl<const N: usize> Ticket<N> {
     /// idle connection of its peer, or the least recently active of all), else it is
     /// queued and `waker` is woken when a slot is given to it.
     pub(crate) fn begin_response(&self, waker: &Waker) -> ResponseSlot {
-        let config = self.budget.config;
-        self.with_slot(|t, i, out| match t.slots[i].use_ {
-            SlotUse::Head { admitted: true } => {
-                t.slots[i].waker = None;
-                t.enter(i, SlotUse::Responding, now_ms());
-                ResponseSlot::Granted
-            }
-            SlotUse::Responding | SlotUse::Idle | SlotUse::Stream => ResponseSlot::Granted,
-            SlotUse::Evicted | SlotUse::Free => ResponseSlot::Closed,
-            SlotUse::Head { admitted: false } | SlotUse::Queued => {
-                let now = now_ms();
-                if t.slots[i].use_ != SlotUse::Queued {
-                    t.enter(i, SlotUse::Queued, now);
-                }
-                t.slots[i].waker = Some(waker.clone());
-                // First come, first served: this response goes when the queue reaches it.
-                t.admit_waiting(&config, now, out);
-                match t.slots[i].use_ {
-                    SlotUse::Responding => {
-                        t.slots[i].waker = None;
-                        ResponseSlot::Granted
-                    }
-                    SlotUse::Evicted => ResponseSlot::Closed,
-                    _ => ResponseSlot::Waiting,
-                }
-            }
-        })
+        self.with_slot(|t, config, i, out| t.begin_response(config, i, waker, out))
     }
 
     /// A queued response waited longer than the bound: the connection is refused.
     /// Returns false if a slot was given to it in the meantime.
     pub(crate) fn give_up_waiting(&self) -> bool {
-        self.with_slot(|t, i, out| {
-            if !t.slots[i].use_.is_waiting() {
-                return t.slots[i].use_ == SlotUse::Evicted;
-            }
-            t.slots[i].use_ = SlotUse::Evicted;
-            t.slots[i].waker = None;
-            t.refuse(Refusal::QueueTimeout, now_ms(), out);
-            true
-        })
+        self.with_slot(|t, _, i, out| t.give_up_waiting(i, out))
     }
 
     /// The connection has been idle for the grace period: if fewer listeners than the
     /// reserve are free (or the budget is exhausted), evict the least recently active
     /// idle connection. Returns true if that was this one.
     pub(crate) fn shed_after_grace(&self) -> bool {
-        let config = self.budget.config;
-        self.with_slot(|t, i, out| {
-            if t.free_listeners(&config) < u16::from(config.reserve) || t.exhausted {
-                t.evict_lru(None, out);
-            }
-            t.slots[i].use_ == SlotUse::Evicted
-        })
+        self.with_slot(|t, config, i, out| t.shed_after_grace(config, i, out))
     }
 
     /// Moves the connection to `class` if its cap allows. A stream is a reservation:
     /// within the stream cap it is admitted whatever the requests hold, and it gives
     /// back the request slot (or the place in the queue) it had.
     pub(crate) fn set_class(&self, class: ConnectionClass) -> Result<(), ClassFull> {
-        let config = self.budget.config;
-        self.with_slot(|t, i, out| match (t.slots[i].use_, class) {
-            (SlotUse::Stream, ConnectionClass::Stream) => Ok(()),
-            (SlotUse::Evicted | SlotUse::Free, _) => Err(ClassFull { class }),
-            (_, ConnectionClass::Stream) => {
-                if t.streams() >= u16::from(config.stream) {
-                    t.stats.stream_refusals = t.stats.stream_refusals.saturating_add(1);
-                    out.stream_refused = true;
-                    return Err(ClassFull { class });
-                }
-                // A response queued behind the request cap may go on now, as a stream.
-                out.wake(t.slots[i].waker.take());
-                let now = now_ms();
-                t.enter(i, SlotUse::Stream, now);
-                t.admit_waiting(&config, now, out);
-                Ok(())
-            }
-            (SlotUse::Stream, ConnectionClass::Request) => {
-                if t.fits(&config, t.slots[i].peer) {
-                    t.enter(i, SlotUse::Responding, now_ms());
-                    Ok(())
-                } else {
-                    Err(ClassFull { class })
-                }
-            }
-            (_, ConnectionClass::Request) => Ok(()),
-        })
+        self.with_slot(|t, config, i, out| t.set_class(config, i, class, out))
     }
 }

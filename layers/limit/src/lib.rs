@@ -48,6 +48,9 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
+
 mod accept;
 mod budget;
 mod config;

@@ -30,7 +30,10 @@ use core::cell::Cell;
 
 use critical_section::Mutex;
 use tcp_layers_core::event::{self, Event};
-use tcp_layers_core::{Connection, Layer, delegate_connection, delegate_io, emit_log};
+use tcp_layers_core::{Connection, Layer, delegate_connection, delegate_io};
+
+// The logging macros, `defmt` or `log` as the features say.
+mod fmt;
 
 /// Whether Nagle's algorithm runs on the wrapped connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -138,10 +141,7 @@ static UNSUPPORTED_REPORTED: Mutex<Cell<bool>> = Mutex::new(Cell::new(false));
 fn report_unsupported() {
     let already = critical_section::with(|cs| UNSUPPORTED_REPORTED.borrow(cs).replace(true));
     if !already {
-        emit_log!(
-            debug,
-            "nodelay: the TCP stack cannot turn Nagle off; responses may wait for delayed ACKs"
-        );
+        debug!("nodelay: the TCP stack cannot turn Nagle off; responses may wait for delayed ACKs");
         event::emit(Event::NodelayUnsupported);
     }
 }

@@ -62,6 +62,7 @@ const WAITER_SLOTS: usize = 8;
 
 /// What a buffer holds when it is handed out again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reuse {
     /// Whatever the previous holder left in it. Costs nothing; right when the holder
     /// overwrites what it reads (the usual case: fill, then send the filled part).

@@ -158,8 +158,7 @@ pub(crate) struct CloseLog {
 
 /// Prints the summary of a rate-limit window that dropped `lines` lines.
 pub(crate) fn announce(lines: u32) {
-    tcp_layers_core::emit_log!(
-        warn,
+    warn!(
         "tcp-layers-quiet: {} more warning lines suppressed by the rate limit",
         lines
     );

@@ -65,6 +65,9 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
+
 mod classify;
 mod config;
 mod counters;
@@ -77,7 +80,6 @@ use embedded_io_async::Error as _;
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{
     ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, SocketAddr, Write,
-    emit_log,
 };
 
 use classify::{Failure, Phase, classify, classify_drop};
@@ -230,9 +232,13 @@ impl<C: Connection> Quiet<C> {
     }
 }
 
-/// One close line at `level`. The line is formatted in one place ([`CloseLine`]) and
-/// the level only picks the macro: each log macro call costs code, and five levels of a
-/// nine-argument line cost a kilobyte of flash.
+/// One close line at `level`: `connection from 192.168.1.20:51234 closed:
+/// client_cancelled (in 412 B, out 65536 B)`, without the address when the stack no
+/// longer knows it (after an RST on embassy-net).
+///
+/// Each log call costs code, so with `log` the line is one call at a level chosen at
+/// run time; `defmt` has no such call, but its calls are small (an index and the
+/// arguments), so each level gets its own.
 fn log_close(
     level: Level,
     reason: CloseReason,
@@ -240,49 +246,117 @@ fn log_close(
     bytes_in: u32,
     bytes_out: u32,
 ) {
-    let line = CloseLine {
-        reason,
-        remote,
-        bytes_in,
-        bytes_out,
-    };
-    match level {
-        Level::Off => {}
-        Level::Trace => emit_log!(trace, "{}", line),
-        Level::Debug => emit_log!(debug, "{}", line),
-        Level::Info => emit_log!(info, "{}", line),
-        Level::Warn => emit_log!(warn, "{}", line),
-        Level::Error => emit_log!(error, "{}", line),
+    #[cfg(feature = "log")]
+    {
+        let level = match level {
+            Level::Off => None,
+            Level::Trace => Some(log::Level::Trace),
+            Level::Debug => Some(log::Level::Debug),
+            Level::Info => Some(log::Level::Info),
+            Level::Warn => Some(log::Level::Warn),
+            Level::Error => Some(log::Level::Error),
+        };
+        if let Some(level) = level {
+            log::log!(
+                level,
+                "connection {}closed: {} (in {} B, out {} B)",
+                Peer(remote),
+                reason.as_str(),
+                bytes_in,
+                bytes_out
+            );
+        }
     }
+    #[cfg(feature = "defmt")]
+    {
+        // An IPv4 address as its octets: no `defmt::Format` for `SocketAddr` needed (a
+        // defmt feature the application may not enable). 0.0.0.0:0 when unknown.
+        let (ip, port) = match remote {
+            Some(SocketAddr::V4(peer)) => (peer.ip().octets(), peer.port()),
+            _ => ([0; 4], 0),
+        };
+        let [a, b, c, d] = ip;
+        let reason = reason.as_str();
+        match level {
+            Level::Off => {}
+            Level::Trace => defmt::trace!(
+                "connection from {}.{}.{}.{}:{} closed: {} (in {} B, out {} B)",
+                a,
+                b,
+                c,
+                d,
+                port,
+                reason,
+                bytes_in,
+                bytes_out
+            ),
+            Level::Debug => defmt::debug!(
+                "connection from {}.{}.{}.{}:{} closed: {} (in {} B, out {} B)",
+                a,
+                b,
+                c,
+                d,
+                port,
+                reason,
+                bytes_in,
+                bytes_out
+            ),
+            Level::Info => defmt::info!(
+                "connection from {}.{}.{}.{}:{} closed: {} (in {} B, out {} B)",
+                a,
+                b,
+                c,
+                d,
+                port,
+                reason,
+                bytes_in,
+                bytes_out
+            ),
+            Level::Warn => defmt::warn!(
+                "connection from {}.{}.{}.{}:{} closed: {} (in {} B, out {} B)",
+                a,
+                b,
+                c,
+                d,
+                port,
+                reason,
+                bytes_in,
+                bytes_out
+            ),
+            Level::Error => defmt::error!(
+                "connection from {}.{}.{}.{}:{} closed: {} (in {} B, out {} B)",
+                a,
+                b,
+                c,
+                d,
+                port,
+                reason,
+                bytes_in,
+                bytes_out
+            ),
+        }
+    }
+    #[cfg(not(any(feature = "log", feature = "defmt")))]
+    let _ = (level, reason, remote, bytes_in, bytes_out);
 }
 
-/// The text of a close line. The remote address is gone after an RST on embassy-net,
-/// hence two forms; an IPv4 address is printed from its octets so the line needs no
-/// `defmt::Format` for `SocketAddr` (a defmt feature the application may not enable).
-struct CloseLine {
-    reason: CloseReason,
-    remote: Option<SocketAddr>,
-    bytes_in: u32,
-    bytes_out: u32,
-}
+/// `from <IPv4 address>:<port> ` of a close line, or nothing when the address is not
+/// known: core's `Ipv4Addr` formatting, which a firmware that logs its own address
+/// links anyway.
+#[cfg(feature = "log")]
+struct Peer(Option<SocketAddr>);
 
-impl core::fmt::Display for CloseLine {
+#[cfg(feature = "log")]
+impl core::fmt::Display for Peer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("connection ")?;
-        if let Some(SocketAddr::V4(peer)) = self.remote {
-            let [a, b, c, d] = peer.ip().octets();
+        match self.0 {
             // The port as u32: integer formatting code is per type, and u32's is linked
             // anyway.
-            let port = u32::from(peer.port());
-            write!(f, "from {a}.{b}.{c}.{d}:{port} ")?;
+            Some(SocketAddr::V4(peer)) => {
+                write!(f, "from {}:{} ", peer.ip(), u32::from(peer.port()))
+            }
+            _ => Ok(()),
         }
-        write!(
-            f,
-            "closed: {} (in {} B, out {} B)",
-            self.reason.as_str(),
-            self.bytes_in,
-            self.bytes_out
-        )
     }
 }
 

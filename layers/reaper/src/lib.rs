@@ -74,8 +74,10 @@ use core::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use tcp_layers_core::{
     ClassFull, CloseReason, Connection, ConnectionClass, Deadline, ErrorType, Layer, Read, Write,
-    emit_log,
 };
+
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
 
 use tcp_layers_http::head::{self, HeadScanner, Scan};
 use tcp_layers_http::response::{ResponseKind, response_kind};
@@ -612,8 +614,7 @@ impl<C: Connection> Reaper<C> {
     async fn reap(&mut self, which: Deadline) -> C::Error {
         let which = *self.reaped.get_or_insert(which);
         let reason = CloseReason::Reaped(which);
-        emit_log!(
-            debug,
+        debug!(
             "reaper: {} deadline passed, ending the connection",
             which.as_str()
         );

@@ -60,13 +60,15 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-use core::future::{Future, poll_fn};
+use core::future::Future;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll};
 
 use embassy_time::{Duration, Instant, Timer};
-use tcp_layers_core::{CloseReason, Connection, Layer, TcpState, emit_log};
+use tcp_layers_core::{CloseReason, Connection, Layer, TcpState};
 
+// First: the logging macros are visible in the modules declared after it.
+mod fmt;
 mod sweep;
 pub use sweep::{Sweeper, Verdict};
 
@@ -180,7 +182,8 @@ const DISCARD_READS_PER_POLL: u8 = 16;
 
 /// Flushes `conn` while reading and discarding what the peer sends, until the flush
 /// returns (on embassy-net: the peer acknowledged every byte written) or the connection
-/// ends (the peer's RST).
+/// ends (the peer's RST). Without `flush`, only reads and discards until the peer's FIN
+/// or the end of the connection.
 ///
 /// A connection's `read` and `flush` both borrow it mutably, so the two cannot be
 /// pending at once. Each poll creates a fresh flush and, while it is pending, fresh
@@ -190,8 +193,13 @@ const DISCARD_READS_PER_POLL: u8 = 16;
 /// woken by the peer's next ACK or data. A read or flush below that always waits one
 /// poll before it finishes (an `embassy_time::Timer` does, even when already expired)
 /// is never seen to finish here: then the linger bounds the wait.
+///
+/// Both waits of [`TimeWaitConnection::end`] are this one future: one copy of its code
+/// in the firmware.
 struct FlushDiscarding<'c, C> {
     conn: &'c mut C,
+    /// Wait for the flush; else for the peer's FIN.
+    flush: bool,
     /// The peer's FIN was read: its later reads return 0 at once.
     peer_closed: bool,
 }
@@ -201,7 +209,7 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if pin!(this.conn.flush()).poll(cx).is_ready() {
+        if this.flush && pin!(this.conn.flush()).poll(cx).is_ready() {
             return Poll::Ready(());
         }
         let mut discard = [0u8; 64];
@@ -210,6 +218,7 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
                 return Poll::Pending;
             }
             match pin!(this.conn.read(&mut discard)).poll(cx) {
+                Poll::Ready(Ok(0)) if !this.flush => return Poll::Ready(()),
                 Poll::Ready(Ok(0)) => this.peer_closed = true,
                 Poll::Ready(Ok(_)) => {}
                 // The connection is gone: nothing waits for an acknowledgement any more.
@@ -224,19 +233,35 @@ impl<C: Connection> Future for FlushDiscarding<'_, C> {
 
 /// Runs `fut` until `deadline` (`None`: without a limit); `None` when the deadline
 /// came first.
-async fn before<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let mut timer = deadline.map(Timer::at);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+///
+/// A future of its own that holds the pinned future by reference, rather than an
+/// `async fn` around it: no second state machine per call.
+fn before<F: Future>(deadline: Option<Instant>, fut: Pin<&mut F>) -> Before<'_, F> {
+    Before {
+        fut,
+        timer: deadline.map(Timer::at),
+    }
+}
+
+/// The future of [`before`].
+struct Before<'a, F> {
+    fut: Pin<&'a mut F>,
+    timer: Option<Timer>,
+}
+
+impl<F: Future> Future for Before<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(out) = this.fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        match &mut timer {
+        match &mut this.timer {
             Some(timer) => Pin::new(timer).poll(cx).map(|()| None),
             None => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 /// True when the peer has acknowledged every byte we wrote and our FIN, or the
@@ -289,8 +314,7 @@ impl<C: Connection> Drop for TimeWait<C> {
             return;
         }
         let acked = self.inner.send_queue() == Some(0);
-        emit_log!(
-            trace,
+        trace!(
             "timewait: dropped without end, {}",
             if acked {
                 "all data acked: RST"
@@ -332,9 +356,10 @@ impl<C: Connection> Connection for TimeWait<C> {
         if deadline.is_some() {
             let flushed = FlushDiscarding {
                 conn: &mut self.inner,
+                flush: true,
                 peer_closed: false,
             };
-            if before(deadline, flushed).await.is_none() {
+            if before(deadline, pin!(flushed)).await.is_none() {
                 how = Some(LingerEnd::Expired);
             }
         }
@@ -347,7 +372,7 @@ impl<C: Connection> Connection for TimeWait<C> {
         // The one call of the inner `end` (each call site costs the firmware a copy of
         // its state machine). A layer that holds bytes back (a coalescing buffer) wrote
         // them in the flush above; the socket sends its FIN.
-        let ended = before(deadline.filter(|_| !aborted), self.inner.end(reason)).await;
+        let ended = before(deadline.filter(|_| !aborted), pin!(self.inner.end(reason))).await;
         let Some(deadline) = deadline else {
             return;
         };
@@ -357,16 +382,12 @@ impl<C: Connection> Connection for TimeWait<C> {
             (None, Some(())) if acknowledged(&self.inner) => LingerEnd::Acknowledged,
             (None, Some(())) => {
                 // No proof that the peer has everything: its FIN is one.
-                let inner = &mut self.inner;
-                let peer_done = async move {
-                    let mut discard = [0u8; 64];
-                    while let Ok(n) = inner.read(&mut discard).await {
-                        if n == 0 {
-                            break;
-                        }
-                    }
+                let peer_done = FlushDiscarding {
+                    conn: &mut self.inner,
+                    flush: false,
+                    peer_closed: false,
                 };
-                match before(Some(deadline), peer_done).await {
+                match before(Some(deadline), pin!(peer_done)).await {
                     Some(()) => LingerEnd::PeerDone,
                     None => LingerEnd::Expired,
                 }
@@ -374,23 +395,18 @@ impl<C: Connection> Connection for TimeWait<C> {
         };
         let waited_ms = started.elapsed().as_millis();
         match how {
-            LingerEnd::Acknowledged => {
-                emit_log!(
-                    trace,
-                    "timewait: all acknowledged after {} ms, RST",
-                    waited_ms
-                )
-            }
-            LingerEnd::PeerDone => {
-                emit_log!(trace, "timewait: peer done after {} ms, RST", waited_ms)
-            }
             LingerEnd::Expired => {
-                emit_log!(
-                    debug,
-                    "timewait: linger expired after {} ms, RST",
-                    waited_ms
-                )
+                debug!("timewait: linger expired after {} ms, RST", waited_ms)
             }
+            LingerEnd::Acknowledged | LingerEnd::PeerDone => trace!(
+                "timewait: {} after {} ms, RST",
+                if how == LingerEnd::Acknowledged {
+                    "all acknowledged"
+                } else {
+                    "peer done"
+                },
+                waited_ms
+            ),
         }
         if aborted {
             return;

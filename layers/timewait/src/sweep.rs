@@ -1,7 +1,7 @@
 //! [`Sweeper`]: aborts connections that an application still holds in a closing state
 //! for longer than a limit.
 use embassy_time::{Duration, Instant};
-use tcp_layers_core::{Connection, SocketAddr, TcpState, emit_log};
+use tcp_layers_core::{Connection, SocketAddr, TcpState};
 
 /// What [`Sweeper::observe`] decided for a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,7 @@ impl<const N: usize> Sweeper<N> {
         let mut aborted = 0;
         for (slot, conn) in conns.iter_mut().enumerate().take(N) {
             if self.observe(slot, conn.state(), conn.remote(), now) == Verdict::Abort {
-                emit_log!(debug, "timewait: sweep aborts slot {} stuck closing", slot);
+                debug!("timewait: sweep aborts slot {} stuck closing", slot);
                 conn.abort();
                 aborted += 1;
             }

@@ -7,7 +7,6 @@
 //! as the comparison a real client sees.
 use embassy_net::Stack;
 use embassy_time::Duration;
-use log::debug;
 use picoserve::{Config, Timeouts};
 use tcp_layers::{
     Budget, BudgetConfig, Buffers, ChunkedLayer, ConnectionBuilder, Counters, DefaultStack,
@@ -141,10 +140,20 @@ macro_rules! serve_with {
                     .serve(socket)
                     .await
                 {
-                    Ok(done) => debug!("http: {} requests", done.handled_requests_count),
+                    Ok(done) => {
+                        #[cfg(feature = "log")]
+                        log::debug!("http: {} requests", done.handled_requests_count);
+                        #[cfg(feature = "defmt")]
+                        defmt::debug!("http: {} requests", done.handled_requests_count);
+                        let _ = done;
+                    }
                     Err(err) => {
                         stats::server_error();
-                        debug!("http: ended: {:?}", err);
+                        #[cfg(feature = "log")]
+                        log::debug!("http: ended: {:?}", err);
+                        #[cfg(feature = "defmt")]
+                        defmt::debug!("http: ended: {:?}", err);
+                        let _ = err;
                     }
                 }
             },

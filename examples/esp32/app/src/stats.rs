@@ -124,7 +124,12 @@ fn on_event(event: &Event) {
         Event::AcceptError { .. } => update(|c| c.accept_errors = c.accept_errors.wrapping_add(1)),
         Event::StreamRefused => update(|c| c.streams_refused = c.streams_refused.wrapping_add(1)),
         Event::Evicted => update(|c| c.evicted = c.evicted.wrapping_add(1)),
-        Event::NodelayUnsupported => log::warn!("the stack cannot turn Nagle off"),
+        Event::NodelayUnsupported => {
+            #[cfg(feature = "log")]
+            log::warn!("the stack cannot turn Nagle off");
+            #[cfg(feature = "defmt")]
+            defmt::warn!("the stack cannot turn Nagle off");
+        }
         _ => {}
     }
 }
