@@ -19,13 +19,13 @@ use tcp_layers_core::{Connection, Layer};
 
 use crate::{EdgeConnection, LayeredAcceptor, SocketSlot};
 
-/// Logs `error` with `Debug`: on `defmt`, formatted on the device (a rare line).
+/// Logs `error` with `Debug` (`{:?}` in `text`): on `defmt`, formatted on the device.
 macro_rules! log_error {
     ($level:ident, $text:literal, $error:expr) => {{
         #[cfg(feature = "log")]
-        ::log::$level!(concat!($text, ": {:?}"), $error);
+        ::log::$level!($text, $error);
         #[cfg(feature = "defmt")]
-        ::defmt::$level!(concat!($text, ": {:?}"), ::defmt::Debug2Format($error));
+        ::defmt::$level!($text, ::defmt::Debug2Format($error));
         let _ = $error;
     }};
 }
@@ -52,7 +52,7 @@ pub async fn handle_connection<C, H, const HEADERS: usize>(
                 Ok(()) => {}
                 Err(WithTimeoutError::Timeout) => break true,
                 Err(WithTimeoutError::Error(error)) => {
-                    log_error!(debug, "edge-http: read between requests failed", &error);
+                    log_error!(debug, "edge-http: read between requests failed: {:?}", &error);
                     break true;
                 }
             }
@@ -62,11 +62,11 @@ pub async fn handle_connection<C, H, const HEADERS: usize>(
             Ok(_) => {}
             Err(HandlerError::Connection(HttpError::ConnectionClosed)) => break false,
             Err(HandlerError::Handler(error)) => {
-                log_error!(warn, "edge-http: the handler failed", &error);
+                log_error!(warn, "edge-http: the handler failed: {:?}", &error);
                 break true;
             }
             Err(error) => {
-                log_error!(debug, "edge-http: request ended", &error);
+                log_error!(debug, "edge-http: request ended: {:?}", &error);
                 break true;
             }
         }
