@@ -52,7 +52,11 @@ pub async fn handle_connection<C, H, const HEADERS: usize>(
                 Ok(()) => {}
                 Err(WithTimeoutError::Timeout) => break true,
                 Err(WithTimeoutError::Error(error)) => {
-                    log_error!(debug, "edge-http: read between requests failed: {:?}", &error);
+                    log_error!(
+                        debug,
+                        "edge-http: read between requests failed: {:?}",
+                        &error
+                    );
                     break true;
                 }
             }
