@@ -1,4 +1,4 @@
-//! The seed scenarios: each reproduces one thing that hurts an ESP32 web server, on the
+//! The scenarios: each reproduces one thing that hurts an ESP32 web server, on the
 //! simulated Wi-Fi link (20 ms round trip, 10 Mbit/s each way, no loss), and measures it
 //! on every variant where it means something.
 use std::future::Future;
