@@ -129,7 +129,8 @@ pub fn find(id: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.id == id)
 }
 
-/// The longest any scenario waits for a slot or a client: what the issue calls "held".
+/// The longest any scenario waits for a slot or a client: a wait this long is
+/// reported as "held".
 const HELD: Duration = Duration::from_secs(120);
 
 /// Runs `body` in a fresh simulation: the Wi-Fi link, the device with `variant` on
