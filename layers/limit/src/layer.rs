@@ -145,13 +145,11 @@ impl<const N: usize> Drop for Permit<N> {
 }
 
 impl<C, const N: usize> Limit<C, N> {
-    /// The budget's handle on this connection's slot. Only the phases of an admitted
-    /// connection use it; a refused one (no slot) returns before any budget call.
-    fn ticket(&self) -> Ticket<N> {
-        Ticket {
-            budget: self.permit.budget,
-            slot: self.permit.slot.unwrap_or(0),
-        }
+    /// The budget's handle on this connection's slot; `None` for a connection refused
+    /// at accept, which holds none.
+    fn ticket(&self) -> Option<Ticket<N>> {
+        let budget = self.permit.budget;
+        self.permit.slot.map(|slot| Ticket { budget, slot })
     }
 }
 
@@ -211,8 +209,11 @@ impl<C: Connection, const N: usize> Read for Limit<C, N> {
             Phase::Request => return self.read_request(buf).await,
             Phase::Response => {}
         }
+        let Some(ticket) = self.ticket() else {
+            return Ok(0);
+        };
         let idle = IdleRead {
-            ticket: self.ticket(),
+            ticket,
             phase: &mut self.permit.phase,
         };
         let mut grace = Some(Timer::after(idle.ticket.idle_grace()));
@@ -259,7 +260,9 @@ impl<C: Connection, const N: usize> Limit<C, N> {
     /// A read while a request is being read: the budget may displace the connection
     /// (every socket taken, and this head the slowest), which ends the read.
     async fn read_request(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
-        let ticket = self.ticket();
+        let Some(ticket) = self.ticket() else {
+            return Ok(0);
+        };
         let result = {
             let mut read = pin!(self.inner.read(buf));
             poll_fn(|cx| {
@@ -283,7 +286,9 @@ impl<C: Connection, const N: usize> Limit<C, N> {
     /// admitted one has it; a waiting one waits for it, at most the queue bound, after
     /// which the refusal reply is written and the write fails.
     async fn begin_response(&mut self) -> Result<(), C::Error> {
-        let ticket = self.ticket();
+        let Some(ticket) = self.ticket() else {
+            return Err(self.inner.ended_error(CloseReason::OverBudget));
+        };
         let mut bound = Timer::after(ticket.queue_wait());
         let granted = poll_fn(|cx| match ticket.begin_response(cx.waker()) {
             ResponseSlot::Granted => Poll::Ready(true),
@@ -369,10 +374,11 @@ impl<C: Connection, const N: usize> Connection for Limit<C, N> {
                 Err(ClassFull { class })
             }
             Phase::Request | Phase::Response => {
-                self.ticket().set_class(class)?;
+                let ticket = self.ticket().ok_or(ClassFull { class })?;
+                ticket.set_class(class)?;
                 if let Err(full) = self.inner.set_class(class) {
                     // Another budget further in said no: give this one its slot back.
-                    let _ = self.ticket().set_class(self.permit.class);
+                    let _ = ticket.set_class(self.permit.class);
                     return Err(full);
                 }
                 self.permit.class = class;

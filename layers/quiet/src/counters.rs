@@ -104,16 +104,16 @@ impl Counters {
     pub(crate) fn opened(&self) {
         critical_section::with(|cs| {
             let counts = &mut self.shared.borrow_ref_mut(cs).counts;
-            counts.accepted += 1;
-            counts.active += 1;
+            counts.accepted = counts.accepted.saturating_add(1);
+            counts.active = counts.active.saturating_add(1);
         });
     }
 
     pub(crate) fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
         critical_section::with(|cs| {
             let counts = &mut self.shared.borrow_ref_mut(cs).counts;
-            counts.bytes_in += bytes_in;
-            counts.bytes_out += bytes_out;
+            counts.bytes_in = counts.bytes_in.saturating_add(bytes_in);
+            counts.bytes_out = counts.bytes_out.saturating_add(bytes_out);
         });
     }
 
@@ -124,15 +124,15 @@ impl Counters {
             let mut s = self.shared.borrow_ref_mut(cs);
             let s = &mut *s;
             s.counts.active = s.counts.active.saturating_sub(1);
-            s.counts.bytes_in += bytes.0;
-            s.counts.bytes_out += bytes.1;
-            s.counts.closed[reason.index()] += 1;
+            s.counts.bytes_in = s.counts.bytes_in.saturating_add(bytes.0);
+            s.counts.bytes_out = s.counts.bytes_out.saturating_add(bytes.1);
+            s.counts.closed[reason.index()] = s.counts.closed[reason.index()].saturating_add(1);
             let limit = s.config.limit();
             let announce_suppressed = s.window.finish_expired(limit, now);
             let mut level = s.config.level_of(reason);
             if level.is_rate_limited() && !s.window.admit(limit, now) {
                 level = Level::Off;
-                s.counts.suppressed_lines += 1;
+                s.counts.suppressed_lines = s.counts.suppressed_lines.saturating_add(1);
             }
             CloseLog {
                 level,
