@@ -20,7 +20,6 @@
 #[path = "common/pooled.rs"]
 mod pooled;
 use pooled::Pooled;
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
@@ -29,15 +28,14 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use tcp_layers::{ConnectionBuilder, default_stack};
 use tcp_layers_chunked::{ChunkedLayer, ONE_SEGMENT};
-use tcp_layers_core::{
-    CloseReason, Connection, ConnectionClass, ErrorKind, ErrorType, Layer, Read, TcpState, Write,
-};
+use tcp_layers_core::{CloseReason, Connection, ConnectionClass, Layer};
 use tcp_layers_limit::{Budget, BudgetConfig, LimitLayer};
+use tcp_layers_mock::{Acks, Mock, PeerFin};
 use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_pool::Pool;
 use tcp_layers_quiet::{Counters, QuietLayer};
 use tcp_layers_reaper::ReaperLayer;
-use tcp_layers_sim::{Duration, Timer, run, yield_now};
+use tcp_layers_sim::{Duration, Timer, run};
 use tcp_layers_timewait::TimeWaitLayer;
 
 /// Virtual time between two polls: a quarter of the shortest deadline's second, so a
@@ -61,24 +59,6 @@ static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 1, 2).with_exhaustio
 static TIGHT: Budget<2> = Budget::new(BudgetConfig::new(2, 1, 1).with_exhaustion_at(3));
 /// One scratch buffer, held across every write below it.
 static SCRATCH: Pool<1, 512> = Pool::new();
-
-/// The peer reset the connection, or the connection is gone.
-#[derive(Debug)]
-struct MockError;
-
-impl std::fmt::Display for MockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection reset")
-    }
-}
-
-impl std::error::Error for MockError {}
-
-impl embedded_io_async::Error for MockError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::ConnectionReset
-    }
-}
 
 /// What the peer does, for one scenario.
 #[derive(Clone, Copy)]
@@ -108,135 +88,33 @@ impl Peer {
             writes_wait: true,
         }
     }
-}
 
-/// A connection whose every read, write and flush is an await point: `Pending` once,
-/// then the peer's script.
-struct Mock {
-    state: TcpState,
-    inbound: VecDeque<u8>,
-    peer: Peer,
-    written: usize,
-}
-
-impl Mock {
-    fn new(peer: Peer) -> Self {
-        Self {
-            state: TcpState::Established,
-            inbound: peer.sends.iter().copied().collect(),
-            peer,
-            written: 0,
+    /// The connection that plays this peer: every read, write (unless `writes_wait`
+    /// is off) and flush is an await point, `Pending` once before it acts; a read hands
+    /// over at most [`READ_PIECE`] bytes and a write takes at most 1024; the peer
+    /// acknowledges everything while its window is open and answers our FIN with its own.
+    fn connection(self) -> Mock {
+        let mut mock = Mock::new()
+            .with_read(self.sends)
+            .with_max_read(READ_PIECE)
+            .with_max_write(1024)
+            .with_acks(Acks::WhileWindowOpen)
+            .with_peer_fin(PeerFin::Answer)
+            .with_yield_before_reads()
+            .with_yield_before_flushes();
+        if self.fin {
+            mock = mock.with_fin();
         }
-    }
-
-    fn stalled(&self) -> bool {
-        self.written >= self.peer.window
-    }
-}
-
-impl ErrorType for Mock {
-    type Error = MockError;
-}
-
-impl Read for Mock {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
-        yield_now().await;
-        // Re-checked at every poll: nothing wakes it but the test's next poll.
-        poll_fn(|_| {
-            if self.state.is_free() {
-                return Poll::Ready(Err(MockError));
-            }
-            if !self.inbound.is_empty() {
-                let n = buf.len().min(self.inbound.len()).min(READ_PIECE);
-                for (b, v) in buf.iter_mut().zip(self.inbound.drain(..n)) {
-                    *b = v;
-                }
-                return Poll::Ready(Ok(n));
-            }
-            let peer_closing = self.peer.fin || !self.state.may_send();
-            if peer_closing {
-                self.state = match self.state {
-                    TcpState::FinWait1 | TcpState::FinWait2 => TcpState::TimeWait,
-                    TcpState::Established => TcpState::CloseWait,
-                    other => other,
-                };
-                return Poll::Ready(Ok(0));
-            }
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-impl Write for Mock {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
-        if self.peer.writes_wait {
-            yield_now().await;
+        if self.window != usize::MAX {
+            mock = mock.with_room(self.window);
         }
-        poll_fn(|_| {
-            if !self.state.may_send() {
-                return Poll::Ready(Err(MockError));
-            }
-            if self.written >= self.peer.resets_after {
-                self.state = TcpState::Closed;
-                return Poll::Ready(Err(MockError));
-            }
-            if self.stalled() {
-                return Poll::Pending;
-            }
-            let room = (self.peer.window - self.written).min(self.peer.resets_after - self.written);
-            let n = buf.len().min(room).min(1024);
-            self.written += n;
-            Poll::Ready(Ok(n))
-        })
-        .await
-    }
-
-    async fn flush(&mut self) -> Result<(), MockError> {
-        yield_now().await;
-        poll_fn(|_| {
-            if self.state.is_free() || !self.stalled() {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
-impl Connection for Mock {
-    fn state(&self) -> TcpState {
-        self.state
-    }
-
-    fn set_nodelay(&mut self, _on: bool) -> Result<(), tcp_layers_core::Unsupported> {
-        Ok(())
-    }
-
-    fn close_write(&mut self) {
-        self.state = match self.state {
-            TcpState::Established => TcpState::FinWait1,
-            TcpState::CloseWait => TcpState::LastAck,
-            other => other,
-        };
-    }
-
-    fn abort(&mut self) {
-        self.state = TcpState::Closed;
-        self.inbound.clear();
-    }
-
-    fn send_queue(&self) -> Option<usize> {
-        Some(if self.stalled() { 1 } else { 0 })
-    }
-
-    fn recv_queue(&self) -> Option<usize> {
-        Some(self.inbound.len())
-    }
-
-    fn ended_error(&self, _reason: CloseReason) -> MockError {
-        MockError
+        if self.resets_after != usize::MAX {
+            mock = mock.with_reset_after(self.resets_after);
+        }
+        if self.writes_wait {
+            mock = mock.with_yield_before_writes();
+        }
+        mock
     }
 }
 
@@ -378,14 +256,14 @@ where
                     );
                     let bystander = s.bystander.then(|| {
                         let mut b = Pooled {
-                            inner: s.layers.layer(Mock::new(Peer::new(b""))),
+                            inner: s.layers.layer(Peer::new(b"").connection()),
                             pool: &SCRATCH,
                         };
                         assert!(b.set_class(ConnectionClass::Stream).is_ok(), "{what}");
                         b
                     });
                     let mut conn = Pooled {
-                        inner: s.layers.layer(Mock::new(s.peer)),
+                        inner: s.layers.layer(s.peer.connection()),
                         pool: &SCRATCH,
                     };
                     for prefix in &s.ops[..i] {

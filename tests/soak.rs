@@ -23,6 +23,7 @@ use tcp_layers::default_stack;
 use tcp_layers::event::{self, Event};
 use tcp_layers_core::{CloseReason, Connection, TcpState, Write};
 use tcp_layers_limit::{Budget, profile};
+use tcp_layers_mock::Rng;
 use tcp_layers_pool::Pool;
 use tcp_layers_quiet::{CounterSnapshot, Counters};
 use tcp_layers_reaper::ReaperConfig;
@@ -76,24 +77,6 @@ fn largest_deadline() -> Duration {
         .max()
         .expect("four deadlines");
     longest_read + reaper.stall() + TimeWaitLayer::DEFAULT_LINGER
-}
-
-/// splitmix64: small, deterministic, good enough to pick behaviours.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
 }
 
 /// What a client does with its one connection.
@@ -469,7 +452,7 @@ async fn send_and_wait(host: Host, server: SocketAddr, bytes: &[u8]) -> Outcome 
 
 async fn garbage(host: Host, server: SocketAddr, rng: &mut Rng) -> Outcome {
     let len = rng.range(1, 3000) as usize;
-    let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
     if rng.range(0, 2) == 0 {
         bytes.extend_from_slice(b"\r\n\r\n");
     }
@@ -567,7 +550,7 @@ impl Plan {
     fn next(&mut self) -> Option<(Behaviour, Rng)> {
         self.left = self.left.checked_sub(1)?;
         let behaviour = Behaviour::pick(&mut self.rng);
-        Some((behaviour, Rng(self.rng.next())))
+        Some((behaviour, self.rng.fork()))
     }
 
     fn record(&mut self, behaviour: Behaviour, outcome: Outcome, refused: u64) {
@@ -733,7 +716,7 @@ fn soak(connections: u64, seed: u64) -> Report {
         let lossy = Rc::new(std::cell::Cell::new(true));
         let keep_lossy = lossy.clone();
         spawn(async move {
-            let mut rng = Rng(seed ^ 0x1055);
+            let mut rng = Rng::new(seed ^ 0x1055);
             while keep_lossy.get() {
                 let loss = rng.range(0, 101) as f64 / 1000.0;
                 loss_net.set_loss(Direction::Up, loss);
@@ -744,7 +727,7 @@ fn soak(connections: u64, seed: u64) -> Report {
 
         let plan = Rc::new(RefCell::new(Plan {
             left: connections,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             tallies: BTreeMap::new(),
             wrong: Vec::new(),
         }));

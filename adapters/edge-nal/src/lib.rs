@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
 #![deny(missing_docs)]
+
+mod serve;
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::Poll;
+pub use serve::{handle_connection, serve};
 
 use edge_nal::{Close, Readable, TcpShutdown, TcpSplit};
 use embassy_futures::select::select;

@@ -364,6 +364,131 @@ fn a_keep_alive_shorter_than_the_reapers_idle_lets_edge_http_close_first() {
     assert_eq!(closed_5, [CloseReason::Reaped(Deadline::Idle)]);
 }
 
+/// Counts, per thread, the lines edge-http logs at warn or above (each test runs its
+/// simulation on its own thread).
+mod edge_http_warnings {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    thread_local! {
+        static WARNINGS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    struct Counter;
+
+    impl log::Log for Counter {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if record.level() <= log::Level::Warn && record.target().starts_with("edge_http") {
+                eprintln!("edge-http {}: {}", record.level(), record.args());
+                WARNINGS.with(|n| n.set(n.get() + 1));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    /// Lines at warn or above edge-http logged on this thread while `f` ran.
+    pub fn during<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let _ = log::set_logger(&Counter);
+            log::set_max_level(log::LevelFilter::Warn);
+        });
+        let before = WARNINGS.with(Cell::get);
+        let result = f();
+        (result, WARNINGS.with(Cell::get) - before)
+    }
+}
+
+/// A slowloris connection whose head the reaper cuts: edge-http's own loop
+/// (`Server::run`) logs the cut head at warn, `tcp_layers_edge_nal::serve` at debug.
+/// Both end the connection, and the reaper names the deadline.
+#[test]
+fn a_head_the_reaper_cuts_is_no_warning_through_the_crates_serve() {
+    #[derive(Clone, Copy, Debug)]
+    enum Loop {
+        EdgeHttpRun,
+        CratesServe,
+    }
+    fn slowloris_through(
+        server_loop: Loop,
+    ) -> (tcp_layers_sim::client::Hold, Vec<CloseReason>, usize) {
+        static COUNTERS: Counters = Counters::new();
+        COUNTERS.reset();
+        let (hold, warnings) = edge_http_warnings::during(|| {
+            run(async move {
+                let net = Net::new(LinkConfig::wifi());
+                let device = net.server();
+                let layers = ConnectionBuilder::new()
+                    .layer(tcp_layers_timewait::TimeWaitLayer::new())
+                    .layer(tcp_layers::ReaperLayer::http())
+                    .layer(QuietLayer::new(&COUNTERS));
+                let buffers: &'static mut [SocketBuffers<RxBuffer<2048>, TxBuffer<8192>>; 2] =
+                    Box::leak(Box::new(SocketBuffers::array()));
+                let acceptor: &'static _ = Box::leak(Box::new(LayeredAcceptor::new(
+                    device.stack,
+                    PORT,
+                    layers,
+                    buffers,
+                )));
+                spawn(async move {
+                    match server_loop {
+                        Loop::EdgeHttpRun => {
+                            let mut server: Server<2, 2048, 16> = Server::new();
+                            let result = server.run(Some(4_000), acceptor, App).await;
+                            panic!("edge-http's run ended: {result:?}");
+                        }
+                        Loop::CratesServe => {
+                            let buffers: &'static mut [[u8; 2048]; 2] =
+                                Box::leak(Box::new([[0; 2048]; 2]));
+                            tcp_layers_edge_nal::serve::<_, _, 2, 2, 2048, 16>(
+                                acceptor,
+                                buffers,
+                                Some(4_000),
+                                &App,
+                            )
+                            .await
+                        }
+                    }
+                });
+                let attacker = net.client();
+                client::slowloris(
+                    attacker.stack,
+                    device.addr(PORT),
+                    Duration::from_millis(500),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("connects")
+            })
+        });
+        let closed = CloseReason::ALL
+            .into_iter()
+            .filter(|r| COUNTERS.snapshot().closed(*r) > 0)
+            .collect();
+        (hold, closed, warnings)
+    }
+    let (run_hold, run_closed, run_warnings) = slowloris_through(Loop::EdgeHttpRun);
+    let (serve_hold, serve_closed, serve_warnings) = slowloris_through(Loop::CratesServe);
+    println!(
+        "slowloris: Server::run held {} ms, {run_closed:?}, {run_warnings} warn lines; \
+         serve held {} ms, {serve_closed:?}, {serve_warnings} warn lines",
+        run_hold.held.as_millis(),
+        serve_hold.held.as_millis()
+    );
+    for (closed, hold) in [(&run_closed, &run_hold), (&serve_closed, &serve_hold)] {
+        assert_eq!(closed, &[CloseReason::Reaped(Deadline::Request)]);
+        assert!(hold.held < Duration::from_secs(10), "the reaper ended it");
+    }
+    assert!(
+        run_warnings >= 1,
+        "edge-http's own loop warns about the cut head"
+    );
+    assert_eq!(serve_warnings, 0, "the crate's loop logs it at debug");
+}
+
 /// A layer that has already ended the connection (as a budget that refused it does)
 /// and whose reads fail.
 #[path = "../../test-support/ended.rs"]

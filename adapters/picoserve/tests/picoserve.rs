@@ -5,9 +5,6 @@
 //! as a `PicoserveSocket` and served by an ordinary `Router` + `Server::serve`.
 #![recursion_limit = "256"]
 
-#[path = "../../../layers/quiet/tests/common/mod.rs"]
-mod quiet_log;
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -20,6 +17,7 @@ use tcp_layers::{
     Budget, BudgetConfig, CloseReason, Connection, ConnectionBuilder, Counters, Deadline, Identity,
     Layer, QuietLayer, Stack, default_stack, profile,
 };
+use tcp_layers_mock::log_lines as quiet_log;
 use tcp_layers_nodelay::NoDelayLayer;
 use tcp_layers_picoserve::{FlushMode, PicoserveSocket};
 use tcp_layers_sim::client::{AfterLoad, ClientBuffers, ClientOptions, Page, PeerEnd, Session};

@@ -1,116 +1,17 @@
 //! Budget, eviction and class rules on a mock connection (no network, no time).
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use tcp_layers_core::event::{self, Event};
-use tcp_layers_core::{
-    CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, ErrorType, Layer, Read,
-    TcpState, Write,
-};
+use tcp_layers_core::{CloseReason, Connection, ConnectionClass, Deadline, Layer, Read, Write};
 use tcp_layers_limit::{Budget, BudgetConfig, LimitLayer};
+use tcp_layers_mock::poll::poll_once;
+use tcp_layers_mock::{Mock, MockError};
 
-/// The peer's side of a mock connection: bytes to deliver and the pending read's waker.
-#[derive(Default)]
-struct Peer {
-    incoming: VecDeque<u8>,
-    waker: Option<Waker>,
-    ended: Option<CloseReason>,
-    /// What the server wrote.
-    written: Vec<u8>,
-    /// The remote address the connection reports.
-    remote: Option<std::net::SocketAddr>,
-}
-
-#[derive(Clone, Default)]
-struct Mock(Rc<RefCell<Peer>>);
-
-impl Mock {
-    /// A connection from `ip` (the budget's peer key is the address).
-    fn from(ip: [u8; 4]) -> Self {
-        let mock = Mock::default();
-        mock.0.borrow_mut().remote = Some((ip, 40000).into());
-        mock
-    }
-
-    fn written(&self) -> Vec<u8> {
-        self.0.borrow().written.clone()
-    }
-
-    fn send(&self, bytes: &[u8]) {
-        let mut p = self.0.borrow_mut();
-        p.incoming.extend(bytes);
-        if let Some(w) = p.waker.take() {
-            w.wake();
-        }
-    }
-}
-
-#[derive(Debug, PartialEq)]
-struct MockError(CloseReason);
-impl std::fmt::Display for MockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ended: {}", self.0)
-    }
-}
-impl std::error::Error for MockError {}
-impl embedded_io_async::Error for MockError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::ConnectionReset
-    }
-}
-impl ErrorType for Mock {
-    type Error = MockError;
-}
-impl Read for Mock {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
-        std::future::poll_fn(|cx| {
-            let mut p = self.0.borrow_mut();
-            if p.incoming.is_empty() {
-                p.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            let n = buf.len().min(p.incoming.len());
-            for b in &mut buf[..n] {
-                *b = p.incoming.pop_front().unwrap();
-            }
-            Poll::Ready(Ok(n))
-        })
-        .await
-    }
-}
-impl Write for Mock {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
-        self.0.borrow_mut().written.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    async fn flush(&mut self) -> Result<(), MockError> {
-        Ok(())
-    }
-}
-impl Connection for Mock {
-    fn state(&self) -> TcpState {
-        TcpState::Established
-    }
-    fn close_write(&mut self) {}
-    fn abort(&mut self) {}
-    fn remote(&self) -> Option<std::net::SocketAddr> {
-        self.0.borrow().remote
-    }
-    fn ended_error(&self, reason: CloseReason) -> MockError {
-        MockError(reason)
-    }
-    async fn end(&mut self, reason: CloseReason) {
-        self.0.borrow_mut().ended = Some(reason);
-    }
-}
-
-/// Polls `fut` once with a no-op waker.
-fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(Waker::noop()))
+/// A connection from `ip` (the budget's peer key is the address).
+fn from(ip: [u8; 4]) -> Mock {
+    Mock::new().with_remote((ip, 40000).into())
 }
 
 /// Runs a test body in the simulator's virtual time (the idle grace is a timer).
@@ -120,14 +21,14 @@ fn sim<F: Future<Output = ()> + 'static>(body: F) {
 
 /// A request arrives and is read; no response yet.
 async fn exchange_head<C: Connection>(conn: &mut C, peer: &Mock) {
-    peer.send(b"GET / HTTP/1.1\r\n\r\n");
+    peer.push_read(b"GET / HTTP/1.1\r\n\r\n");
     let mut buf = [0u8; 64];
     assert!(conn.read(&mut buf).await.unwrap_or(0) > 0);
 }
 
 /// One keep-alive exchange: the request arrives and is read, the response is written.
 async fn exchange<C: Connection>(conn: &mut C, peer: &Mock) {
-    peer.send(b"GET / HTTP/1.1\r\n\r\n");
+    peer.push_read(b"GET / HTTP/1.1\r\n\r\n");
     let mut buf = [0u8; 64];
     assert!(conn.read(&mut buf).await.unwrap_or(0) > 0);
     conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.ok();
@@ -144,9 +45,9 @@ fn request_over_the_cap_waits_then_gets_the_refusal_reply() {
     );
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+        let conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::new())).collect();
         assert_eq!(BUDGET.active_of(ConnectionClass::Request), 3);
-        let peer = Mock::default();
+        let peer = Mock::new();
         let mut fourth = limit.layer(peer.clone());
         assert_eq!(BUDGET.waiting(), 1);
         // Its request is read as usual; only its response waits for a slot.
@@ -155,7 +56,7 @@ fn request_over_the_cap_waits_then_gets_the_refusal_reply() {
         let refused = fourth.write(b"HTTP/1.1 200 OK\r\n\r\n").await;
         let waited = started.elapsed().as_millis();
         println!("4th request with 3 busy of cap 3: {refused:?} after {waited} ms");
-        assert_eq!(refused, Err(MockError(CloseReason::OverBudget)));
+        assert_eq!(refused, Err(MockError::ended(CloseReason::OverBudget)));
         assert_eq!(waited, 2000, "the default queue bound");
         assert_eq!(
             peer.written(),
@@ -167,7 +68,7 @@ fn request_over_the_cap_waits_then_gets_the_refusal_reply() {
         assert_eq!(fourth.read(&mut buf).await, Ok(0), "reads end quietly");
         fourth.end(CloseReason::LocalError).await;
         assert_eq!(
-            peer.0.borrow().ended,
+            peer.ended(),
             Some(CloseReason::LocalClose),
             "a FIN after the reply, not a reset"
         );
@@ -183,8 +84,8 @@ fn request_over_the_cap_is_served_when_a_slot_frees() {
     static BUDGET: Budget<4> = Budget::new(BudgetConfig::new(4, 1, 3).with_exhaustion_at(5));
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
-        let peer = Mock::default();
+        let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::new())).collect();
+        let peer = Mock::new();
         let mut fourth = limit.layer(peer.clone());
         exchange_head(&mut fourth, &peer).await;
         let ended = tcp_layers_sim::spawn(async move {
@@ -214,7 +115,7 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
         let a = [192, 168, 1, 10];
-        let mut a_conns: Vec<_> = (0..6).map(|_| limit.layer(Mock::from(a))).collect();
+        let mut a_conns: Vec<_> = (0..6).map(|_| limit.layer(from(a))).collect();
         println!(
             "A opened 6: {} requests admitted, {} waiting",
             BUDGET.active_of(ConnectionClass::Request),
@@ -226,7 +127,7 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
             1,
             "A's 6th waits for one of A's own slots"
         );
-        let seventh_peer = Mock::from(a);
+        let seventh_peer = from(a);
         let mut seventh = limit.layer(seventh_peer.clone());
         let mut buf = [0u8; 8];
         assert_eq!(
@@ -237,13 +138,13 @@ fn a_peer_keeps_to_its_share_and_leaves_room_for_another() {
         assert_eq!(seventh.close_reason(), Some(CloseReason::OverBudget));
         seventh.end(CloseReason::PeerClosed).await;
         assert_eq!(
-            seventh_peer.0.borrow().ended,
+            seventh_peer.ended(),
             Some(CloseReason::OverBudget),
             "reset, so the socket is free at once"
         );
         drop(seventh);
         // Device B gets a request slot at once, though A asks for more.
-        let b_peer = Mock::from([192, 168, 1, 20]);
+        let b_peer = from([192, 168, 1, 20]);
         let mut b = limit.layer(b_peer.clone());
         exchange(&mut b, &b_peer).await;
         assert_eq!(b_peer.written(), b"HTTP/1.1 200 OK\r\n\r\n");
@@ -264,7 +165,7 @@ fn a_waiting_response_takes_over_its_peers_idle_connection() {
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
         let a = [10, 0, 0, 1];
-        let peers: Vec<_> = (0..6).map(|_| Mock::from(a)).collect();
+        let peers: Vec<_> = (0..6).map(|_| from(a)).collect();
         let mut conns: Vec<_> = peers.iter().map(|p| limit.layer(p.clone())).collect();
         let (first, rest) = conns.split_first_mut().unwrap();
         exchange(first, &peers[0]).await;
@@ -302,8 +203,8 @@ fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
         // Three slow heads from three addresses, a second apart.
         let mut slow = Vec::new();
         for i in 0..3u8 {
-            let peer = Mock::from([10, 0, 1, i]);
-            peer.send(b"GET / HT");
+            let peer = from([10, 0, 1, i]);
+            peer.push_read(b"GET / HT");
             let mut conn = limit.layer(peer.clone());
             let mut buf = [0u8; 8];
             assert_eq!(conn.read(&mut buf).await, Ok(8));
@@ -315,7 +216,7 @@ fn the_slowest_head_is_displaced_when_every_socket_is_taken() {
             let mut oldest = pin!(slow[0].read(&mut buf));
             assert!(poll_once(oldest.as_mut()).is_pending());
             // The fourth connection takes the last socket.
-            let _newcomer = limit.layer(Mock::from([10, 0, 2, 1]));
+            let _newcomer = limit.layer(from([10, 0, 2, 1]));
             let result = poll_once(oldest.as_mut());
             println!("the oldest slow head after the last socket was taken: {result:?}");
             assert!(matches!(result, Poll::Ready(Ok(0))));
@@ -336,12 +237,12 @@ fn a_fresh_head_is_not_displaced() {
     static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let mut first = limit.layer(Mock::from([10, 0, 1, 1]));
+        let mut first = limit.layer(from([10, 0, 1, 1]));
         tcp_layers_sim::Timer::after_millis(999).await;
         let mut buf = [0u8; 8];
         let mut read = pin!(first.read(&mut buf));
         assert!(poll_once(read.as_mut()).is_pending());
-        let _second = limit.layer(Mock::from([10, 0, 1, 2]));
+        let _second = limit.layer(from([10, 0, 1, 2]));
         assert!(
             poll_once(read.as_mut()).is_pending(),
             "999 ms is within the 1000 ms a real client may take"
@@ -355,7 +256,7 @@ fn idle_connection_is_evicted_when_reserve_is_short() {
     static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 0, 3).with_exhaustion_at(4));
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let (peer_a, peer_b) = (Mock::default(), Mock::default());
+        let (peer_a, peer_b) = (Mock::new(), Mock::new());
         let mut a = limit.layer(peer_a.clone());
         let mut b = limit.layer(peer_b.clone());
         exchange(&mut a, &peer_a).await;
@@ -371,7 +272,7 @@ fn idle_connection_is_evicted_when_reserve_is_short() {
             assert!(poll_once(read_b.as_mut()).is_pending());
             assert_eq!(BUDGET.idle(), 2);
             // A third connection leaves 0 free listeners < reserve 1: a is evicted, b is not.
-            c = limit.layer(Mock::default());
+            c = limit.layer(Mock::new());
             let a_result = poll_once(read_a.as_mut());
             let b_pending = poll_once(read_b.as_mut()).is_pending();
             println!("idle a after the 3rd accept: {a_result:?}; b still pending: {b_pending}");
@@ -381,9 +282,12 @@ fn idle_connection_is_evicted_when_reserve_is_short() {
         assert_eq!(BUDGET.stats().evictions, 1);
         assert_eq!(a.close_reason(), Some(CloseReason::Evicted));
         assert_eq!(b.close_reason(), None);
-        assert_eq!(a.write(b"x").await, Err(MockError(CloseReason::Evicted)));
+        assert_eq!(
+            a.write(b"x").await,
+            Err(MockError::ended(CloseReason::Evicted))
+        );
         a.end(CloseReason::PeerClosed).await;
-        assert_eq!(peer_a.0.borrow().ended, Some(CloseReason::Evicted));
+        assert_eq!(peer_a.ended(), Some(CloseReason::Evicted));
         drop((a, b, c));
         assert_eq!((BUDGET.active(), BUDGET.permits_outstanding()), (0, 0));
     });
@@ -394,17 +298,17 @@ fn busy_and_stream_connections_are_never_evicted() {
     static BUDGET: Budget<3> = Budget::new(BudgetConfig::new(3, 1, 2).with_exhaustion_at(4));
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let peer = Mock::default();
+        let peer = Mock::new();
         let mut stream = limit.layer(peer.clone());
         exchange(&mut stream, &peer).await;
         stream.set_class(ConnectionClass::Stream).unwrap();
-        let busy = limit.layer(Mock::default()); // accepted, no request read yet
+        let busy = limit.layer(Mock::new()); // accepted, no request read yet
         let mut buf = [0u8; 16];
         let third;
         {
             let mut read = pin!(stream.read(&mut buf));
             assert!(poll_once(read.as_mut()).is_pending());
-            third = limit.layer(Mock::default());
+            third = limit.layer(Mock::new());
             assert!(poll_once(read.as_mut()).is_pending());
         }
         println!(
@@ -422,7 +326,7 @@ fn cancelled_idle_read_is_busy_again() {
     static BUDGET: Budget<2> = Budget::new(BudgetConfig::new(2, 0, 2).with_exhaustion_at(3));
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let peer = Mock::default();
+        let peer = Mock::new();
         let mut a = limit.layer(peer.clone());
         exchange(&mut a, &peer).await;
         {
@@ -433,7 +337,7 @@ fn cancelled_idle_read_is_busy_again() {
         }
         println!("idle after the read was dropped: {}", BUDGET.idle());
         assert_eq!(BUDGET.idle(), 0);
-        let _b = limit.layer(Mock::default());
+        let _b = limit.layer(Mock::new());
         assert_eq!(BUDGET.stats().evictions, 0);
     });
 }
@@ -450,8 +354,8 @@ fn stream_cap_refuses_with_class_full() {
     sim(async {
         event::set_hook(hook);
         let limit = LimitLayer::new(&BUDGET);
-        let mut first = limit.layer(Mock::default());
-        let mut second = limit.layer(Mock::default());
+        let mut first = limit.layer(Mock::new());
+        let mut second = limit.layer(Mock::new());
         assert_eq!(first.set_class(ConnectionClass::Stream), Ok(()));
         let refused = second.set_class(ConnectionClass::Stream);
         println!("second stream against cap 1: {refused:?}");
@@ -479,11 +383,11 @@ fn exhaustion_is_held_and_cleared_once() {
     static BUDGET: Budget<6> = Budget::new(BudgetConfig::new(6, 1, 5));
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::default())).collect();
+        let mut conns: Vec<_> = (0..3).map(|_| limit.layer(Mock::new())).collect();
         assert!(!BUDGET.is_exhausted());
-        conns.push(limit.layer(Mock::default())); // 4 = total - 2
+        conns.push(limit.layer(Mock::new())); // 4 = total - 2
         assert!(BUDGET.is_exhausted());
-        conns.push(limit.layer(Mock::default()));
+        conns.push(limit.layer(Mock::new()));
         let mut stream = conns.pop().unwrap();
         assert_eq!(
             stream.set_class(ConnectionClass::Stream),
@@ -526,7 +430,7 @@ fn idle_grace_refills_the_reserve() {
     );
     sim(async {
         let limit = LimitLayer::new(&BUDGET);
-        let (peer_a, peer_b) = (Mock::default(), Mock::default());
+        let (peer_a, peer_b) = (Mock::new(), Mock::new());
         let mut a = limit.layer(peer_a.clone());
         let mut b = limit.layer(peer_b.clone());
         exchange(&mut a, &peer_a).await;
@@ -581,9 +485,9 @@ fn dropping_an_idle_read_at_any_poll_leaks_nothing() {
         let limit = LimitLayer::new(&BUDGET);
         let mut evicted = 0;
         for polls in 0..5 {
-            let peer = Mock::default();
+            let peer = Mock::new();
             let mut a = limit.layer(peer.clone());
-            let other = limit.layer(Mock::default());
+            let other = limit.layer(Mock::new());
             exchange(&mut a, &peer).await;
             {
                 let mut buf = [0u8; 16];

@@ -3,8 +3,10 @@
 //! (the naive `error!` on every failed I/O, as servers log today): 100 error lines.
 mod common;
 
-use common::{NaiveLog, Rng, lines, start_counting};
+use common::NaiveLog;
 use tcp_layers_core::{CloseReason, Layer};
+use tcp_layers_mock::Rng;
+use tcp_layers_mock::log_lines::{Lines, lines, start_counting};
 use tcp_layers_quiet::{Counters, QuietLayer};
 use tcp_layers_sim::{Duration, LinkConfig, Net, client, responder, run_with_limit, server, spawn};
 
@@ -24,7 +26,7 @@ enum Logging {
 
 /// Runs the storm and returns the log lines of the run and how many cancels the clients
 /// completed (a cancel whose client read its `k` bytes and sent RST).
-fn storm(logging: Logging) -> (common::Lines, usize) {
+fn storm(logging: Logging) -> (Lines, usize) {
     start_counting();
     let cancelled = run_with_limit(Duration::from_secs(600), async move {
         let net = Net::new(LinkConfig::wifi());
@@ -50,9 +52,9 @@ fn storm(logging: Logging) -> (common::Lines, usize) {
         // acknowledged the last byte would be seen, rightly, as a reset after a complete
         // response; these clients reset as soon as they have read `k` bytes, before the
         // delayed ACK of the tail leaves, so every one is a cancel on the server's side.
-        let mut rng = Rng(0x5eed_0003);
+        let mut rng = Rng::new(0x5eed_0003);
         let offsets: Vec<usize> = (0..CLIENTS)
-            .map(|_| rng.range(1, BODY as u64) as usize)
+            .map(|_| rng.range(1, BODY as u64 + 1) as usize)
             .collect();
         let server = device.addr(80);
         let tasks: Vec<_> = (0..CLIENT_HOSTS)

@@ -5,10 +5,11 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{EndedBy, HideReason, Lines, NaiveLog, lines, start_counting};
+use common::NaiveLog;
 use embassy_net::Stack;
 use embassy_time::with_timeout;
-use tcp_layers_core::{CloseReason, Connection, Deadline, Layer, Read, Write};
+use tcp_layers_core::{CloseReason, Connection, Deadline, ErrorType, Layer, Read, Write};
+use tcp_layers_mock::log_lines::{Lines, lines, start_counting};
 use tcp_layers_quiet::{CounterSnapshot, Counters, QuietLayer};
 use tcp_layers_sim::client::{self, ClientBuffers, ClientOptions, Session};
 use tcp_layers_sim::fault::FailWrites;
@@ -34,6 +35,70 @@ enum Server {
     /// Reads one request, writes the response head, waits `ms`, then drops the wrapper
     /// without calling `end`.
     QuietDropAfter(u64),
+}
+
+/// A connection wrapper that plays an inner layer which ended the connection itself
+/// (as the reaper does): it answers `reason` from `close_reason()` and ends with it.
+struct EndedBy<C> {
+    inner: C,
+    reason: CloseReason,
+}
+
+impl<C: Connection> ErrorType for EndedBy<C> {
+    type Error = C::Error;
+}
+impl<C: Connection> Read for EndedBy<C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        self.inner.read(buf).await
+    }
+}
+impl<C: Connection> Write for EndedBy<C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
+        self.inner.write(buf).await
+    }
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        self.inner.flush().await
+    }
+}
+impl<C: Connection> Connection for EndedBy<C> {
+    tcp_layers_core::delegate_connection!(inner; state, set_nodelay, close_write, abort,
+        remote, local, send_queue, recv_queue, ended_error, set_class);
+    fn close_reason(&self) -> Option<CloseReason> {
+        Some(self.reason)
+    }
+    async fn end(&mut self, _reason: CloseReason) {
+        self.inner.end(self.reason).await
+    }
+}
+
+/// Hides the inner layers' `close_reason()`: the quiet layer must then classify from
+/// the TCP state alone (a fault in a stack or adapter that reports no reason).
+struct HideReason<C> {
+    inner: C,
+}
+
+impl<C: Connection> ErrorType for HideReason<C> {
+    type Error = C::Error;
+}
+impl<C: Connection> Read for HideReason<C> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, C::Error> {
+        self.inner.read(buf).await
+    }
+}
+impl<C: Connection> Write for HideReason<C> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, C::Error> {
+        self.inner.write(buf).await
+    }
+    async fn flush(&mut self) -> Result<(), C::Error> {
+        self.inner.flush().await
+    }
+}
+impl<C: Connection> Connection for HideReason<C> {
+    tcp_layers_core::delegate_connection!(inner; state, set_nodelay, close_write, abort,
+        remote, local, send_queue, recv_queue, ended_error, set_class, end);
+    fn close_reason(&self) -> Option<CloseReason> {
+        None
+    }
 }
 
 /// Runs one server and one client script; returns the log lines of the run.

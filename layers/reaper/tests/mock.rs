@@ -1,144 +1,17 @@
 //! The reaper's phases and deadlines on a scripted mock connection, in the simulator's
 //! virtual time: exact deadlines, the head rate, what happens to an oversized head,
 //! `100 Continue`, upgrades, raw mode, flush progress and cancellation.
-use std::collections::VecDeque;
-use std::future::pending;
-
 use embassy_futures::select::{Either, select};
 use tcp_layers_core::{
-    CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, ErrorType, Layer, Read,
-    TcpState, Write,
+    CloseReason, Connection, ConnectionClass, Deadline, ErrorKind, Layer, Read, Write,
 };
+use tcp_layers_mock::{Acks, Mock};
 use tcp_layers_reaper::{Oversize, Phase, Protocol, REPLY_431, Reaper, ReaperConfig, ReaperLayer};
 use tcp_layers_sim::{Duration, Instant, Timer, run};
 
-/// How the mock's flush behaves.
-#[derive(Clone, Copy)]
-enum FlushPlan {
-    /// Returns at once.
-    Done,
-    /// Never returns (a peer that acknowledges nothing).
-    Never,
-    /// The send queue shrinks by `step` bytes every `every`; returns when it is empty.
-    Drain { every: Duration, step: usize },
-}
-
-/// A connection whose peer follows a script: bytes that arrive at given times.
-struct Mock {
-    arrivals: VecDeque<(Duration, Vec<u8>)>,
-    received: Vec<u8>,
-    written: Vec<u8>,
-    /// Bytes writes still accept before they block for good.
-    write_room: usize,
-    send_queue: usize,
-    flush: FlushPlan,
-    /// How long `end` takes (a linger below the reaper).
-    end_takes: Duration,
-    ends: Vec<CloseReason>,
-    own_reason: Option<CloseReason>,
-    class: ConnectionClass,
-}
-
-impl Mock {
-    fn new() -> Self {
-        Self {
-            arrivals: VecDeque::new(),
-            received: Vec::new(),
-            written: Vec::new(),
-            write_room: usize::MAX,
-            send_queue: 0,
-            flush: FlushPlan::Done,
-            end_takes: Duration::from_ticks(0),
-            ends: Vec::new(),
-            own_reason: None,
-            class: ConnectionClass::Request,
-        }
-    }
-
-    /// `bytes` arrive `at_ms` after the simulation started.
-    fn arrive(mut self, at_ms: u64, bytes: &[u8]) -> Self {
-        self.arrivals
-            .push_back((Duration::from_millis(at_ms), bytes.to_vec()));
-        self
-    }
-}
-
-impl ErrorType for Mock {
-    type Error = ErrorKind;
-}
-
-impl Read for Mock {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        loop {
-            if !self.received.is_empty() {
-                let n = buf.len().min(self.received.len());
-                buf[..n].copy_from_slice(&self.received[..n]);
-                self.received.drain(..n);
-                return Ok(n);
-            }
-            let Some((at, _)) = self.arrivals.front() else {
-                return pending().await;
-            };
-            Timer::at(Instant::from_ticks(0) + *at).await;
-            let (_, bytes) = self.arrivals.pop_front().unwrap();
-            self.received = bytes;
-        }
-    }
-}
-
-impl Write for Mock {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        if self.write_room == 0 {
-            return pending().await;
-        }
-        let n = buf.len().min(self.write_room);
-        self.write_room -= n;
-        self.written.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    async fn flush(&mut self) -> Result<(), ErrorKind> {
-        match self.flush {
-            FlushPlan::Done => Ok(()),
-            FlushPlan::Never => pending().await,
-            FlushPlan::Drain { every, step } => {
-                while self.send_queue > 0 {
-                    Timer::after(every).await;
-                    self.send_queue = self.send_queue.saturating_sub(step);
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Connection for Mock {
-    fn state(&self) -> TcpState {
-        if self.ends.is_empty() {
-            TcpState::Established
-        } else {
-            TcpState::Closed
-        }
-    }
-    fn close_write(&mut self) {}
-    fn abort(&mut self) {}
-    fn send_queue(&self) -> Option<usize> {
-        Some(self.send_queue)
-    }
-    fn ended_error(&self, _reason: CloseReason) -> ErrorKind {
-        ErrorKind::ConnectionReset
-    }
-    fn close_reason(&self) -> Option<CloseReason> {
-        self.own_reason
-    }
-    fn set_class(&mut self, class: ConnectionClass) -> Result<(), tcp_layers_core::ClassFull> {
-        self.class = class;
-        Ok(())
-    }
-    async fn end(&mut self, reason: CloseReason) {
-        Timer::after(self.end_takes).await;
-        self.ends.push(reason);
-    }
+/// `ms` after the simulation started: when scripted bytes arrive.
+fn at(ms: u64) -> Duration {
+    Duration::from_millis(ms)
 }
 
 static HTTP: ReaperConfig = ReaperConfig::http();
@@ -173,8 +46,8 @@ const OK_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
 fn phases_follow_the_reads_and_writes() {
     run(async {
         let mock = Mock::new()
-            .arrive(0, b"GET / HTTP/1.1\r\n")
-            .arrive(100, b"Host: device\r\n\r\n");
+            .with_read_at(at(0), b"GET / HTTP/1.1\r\n")
+            .with_read_at(at(100), b"Host: device\r\n\r\n");
         let mut conn = wrap(mock, &HTTP);
         let mut buf = [0u8; 64];
         assert_eq!(conn.phase(), Phase::Fresh);
@@ -203,7 +76,7 @@ fn phases_follow_the_reads_and_writes() {
             conn.close_reason(),
             Some(CloseReason::Reaped(Deadline::Idle))
         );
-        assert_eq!(conn.get_ref().ends, [CloseReason::Reaped(Deadline::Idle)]);
+        assert_eq!(conn.get_ref().ends(), [CloseReason::Reaped(Deadline::Idle)]);
     });
 }
 
@@ -233,7 +106,7 @@ fn head_deadline_grows_with_the_bytes_received_up_to_its_cap() {
     let mut figures = Vec::new();
     for head_bytes in [3usize, 1000, 3000] {
         let at = run(async move {
-            let mock = Mock::new().arrive(0, &vec![b'h'; head_bytes]);
+            let mock = Mock::new().with_read_at(at(0), &vec![b'h'; head_bytes]);
             let mut conn = wrap(mock, &HTTP);
             let (read, at) = read_to_end(&mut conn).await;
             assert_eq!(read, head_bytes);
@@ -265,22 +138,22 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
         let long = [b'x'; 65];
         let too_large = CloseReason::Reaped(Deadline::RequestTooLarge);
 
-        let mut conn = wrap(Mock::new().arrive(0, &long), &REPLY);
+        let mut conn = wrap(Mock::new().with_read_at(at(0), &long), &REPLY);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert_eq!(conn.close_reason(), Some(too_large));
-        assert_eq!(conn.get_ref().written, REPLY_431);
-        assert_eq!(conn.get_ref().ends, [too_large]);
+        assert_eq!(conn.get_ref().written(), REPLY_431);
+        assert_eq!(conn.get_ref().ends(), [too_large]);
 
-        let mut conn = wrap(Mock::new().arrive(0, &long), &RESET);
+        let mut conn = wrap(Mock::new().with_read_at(at(0), &long), &RESET);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
-        assert!(conn.get_ref().written.is_empty());
-        assert_eq!(conn.get_ref().ends, [too_large]);
+        assert!(conn.get_ref().written().is_empty());
+        assert_eq!(conn.get_ref().ends(), [too_large]);
 
-        let mut conn = wrap(Mock::new().arrive(0, &long), &SERVER_ANSWERS);
+        let mut conn = wrap(Mock::new().with_read_at(at(0), &long), &SERVER_ANSWERS);
         assert_eq!(read_to_end(&mut conn).await.0, 0);
         assert_eq!(conn.close_reason(), Some(too_large));
         assert_eq!(conn.reaped(), Some(Deadline::RequestTooLarge));
-        assert!(conn.get_ref().ends.is_empty(), "left open for the server");
+        assert!(conn.get_ref().ends().is_empty(), "left open for the server");
         conn.write_all(b"HTTP/1.1 431 Too Large\r\n\r\n")
             .await
             .unwrap();
@@ -289,7 +162,7 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
             "until the server answered, reads fail: its cue, not a peer's close"
         );
         conn.end(CloseReason::LocalClose).await;
-        assert_eq!(conn.get_ref().ends, [too_large]);
+        assert_eq!(conn.get_ref().ends(), [too_large]);
         // Ended: reads give the end of the stream, writes fail.
         assert_eq!(conn.read(&mut [0u8; 4]).await, Ok(0));
         assert!(conn.write(b"x").await.is_err());
@@ -297,7 +170,7 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
         // Exactly max_head is a head.
         let mut exact = vec![b'x'; 60];
         exact.extend_from_slice(b"\r\n\r\n");
-        let mut conn = wrap(Mock::new().arrive(0, &exact), &REPLY);
+        let mut conn = wrap(Mock::new().with_read_at(at(0), &exact), &REPLY);
         assert_eq!(conn.read(&mut [0u8; 128]).await, Ok(64));
         assert_eq!(conn.phase(), Phase::Request);
         println!("65-byte head: 431 / reset / server's turn; 64-byte head: served");
@@ -307,8 +180,7 @@ fn an_oversized_head_is_answered_431_or_reset_or_left_to_the_server() {
 #[test]
 fn a_write_that_makes_no_progress_is_reaped_after_stall() {
     run(async {
-        let mut mock = Mock::new().arrive(0, GET);
-        mock.write_room = 10;
+        let mock = Mock::new().with_read_at(at(0), GET).with_room(10);
         let mut conn = wrap(mock, &HTTP);
         conn.read(&mut [0u8; 64]).await.unwrap();
         Timer::after_secs(1).await;
@@ -320,9 +192,12 @@ fn a_write_that_makes_no_progress_is_reaped_after_stall() {
             blocked_at.as_millis(),
             elapsed().as_millis()
         );
-        assert_eq!(err, ErrorKind::ConnectionReset);
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset);
         assert_eq!(elapsed() - blocked_at, HTTP.stall());
-        assert_eq!(conn.get_ref().ends, [CloseReason::Reaped(Deadline::Stall)]);
+        assert_eq!(
+            conn.get_ref().ends(),
+            [CloseReason::Reaped(Deadline::Stall)]
+        );
         assert!(
             conn.write(b"x").await.is_err(),
             "writes fail after the reap"
@@ -333,21 +208,21 @@ fn a_write_that_makes_no_progress_is_reaped_after_stall() {
 #[test]
 fn a_flush_that_keeps_making_progress_is_not_reaped() {
     let slow = run(async {
-        let mut mock = Mock::new();
-        mock.send_queue = 1000;
-        mock.flush = FlushPlan::Drain {
-            every: Duration::from_secs(1),
-            step: 100,
-        };
+        let mock = Mock::new()
+            .with_send_queue(Some(1000))
+            .with_acks(Acks::Drain {
+                every: Duration::from_secs(1),
+                step: 100,
+            });
         let mut conn = wrap(mock, &HTTP);
         conn.write_all(OK_HEAD).await.unwrap();
         let result = conn.flush().await;
         (result, elapsed(), conn.close_reason())
     });
     let stuck = run(async {
-        let mut mock = Mock::new();
-        mock.send_queue = 1000;
-        mock.flush = FlushPlan::Never;
+        let mock = Mock::new()
+            .with_send_queue(Some(1000))
+            .with_acks(Acks::Never);
         let mut conn = wrap(mock, &HTTP);
         conn.write_all(OK_HEAD).await.unwrap();
         let result = conn.flush().await;
@@ -374,8 +249,11 @@ fn a_body_after_100_continue_is_not_taken_for_a_head() {
     run(async {
         let body = vec![b'b'; 5000]; // longer than max_head, and no terminator in it
         let mock = Mock::new()
-            .arrive(0, b"POST /upload HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
-            .arrive(500, &body);
+            .with_read_at(
+                at(0),
+                b"POST /upload HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .with_read_at(at(500), &body);
         let mut conn = wrap(mock, &HTTP);
         let mut buf = [0u8; 8192];
         conn.read(&mut buf).await.unwrap();
@@ -397,7 +275,7 @@ static STREAMS: [(&str, bool); 2] = [("101 upgrade", true), ("set_class", false)
 fn a_stream_reads_without_a_deadline_and_writes_under_stall() {
     for (name, upgrade) in STREAMS {
         let (phase, waited, reason, stall_err) = run(async move {
-            let mut conn = wrap(Mock::new().arrive(0, GET), &HTTP);
+            let mut conn = wrap(Mock::new().with_read_at(at(0), GET), &HTTP);
             let mut buf = [0u8; 64];
             conn.read(&mut buf).await.unwrap();
             if upgrade {
@@ -406,7 +284,7 @@ fn a_stream_reads_without_a_deadline_and_writes_under_stall() {
                     .unwrap();
             } else {
                 conn.set_class(ConnectionClass::Stream).unwrap();
-                assert_eq!(conn.get_ref().class, ConnectionClass::Stream);
+                assert_eq!(conn.get_ref().class(), ConnectionClass::Stream);
                 conn.write_all(OK_HEAD).await.unwrap();
             }
             let phase = conn.phase();
@@ -417,7 +295,7 @@ fn a_stream_reads_without_a_deadline_and_writes_under_stall() {
                 Either::Second(()) => elapsed() - start,
             };
             let reason = conn.close_reason();
-            conn.get_mut().write_room = 0;
+            conn.get_ref().set_room(Some(0));
             let stall_err = conn.write(b"data: x\n\n").await.is_err();
             (phase, waited, reason, stall_err)
         });
@@ -437,7 +315,9 @@ static RAW: ReaperConfig = ReaperConfig::raw();
 fn raw_mode_bounds_each_read_by_idle_and_never_scans_for_a_head() {
     run(async {
         let bytes = vec![b'm'; 10_000]; // would be far too large for a head
-        let mock = Mock::new().arrive(0, &bytes).arrive(4_000, b"more");
+        let mock = Mock::new()
+            .with_read_at(at(0), &bytes)
+            .with_read_at(at(4_000), b"more");
         let mut conn = wrap(mock, &RAW);
         assert_eq!(conn.config().protocol(), Protocol::Raw);
         assert_eq!(conn.phase(), Phase::Raw);
@@ -461,7 +341,7 @@ static NO_IDLE: ReaperConfig = ReaperConfig::http().with_idle(Duration::MAX);
 #[test]
 fn duration_max_turns_a_deadline_off() {
     run(async {
-        let mut conn = wrap(Mock::new().arrive(0, GET), &NO_IDLE);
+        let mut conn = wrap(Mock::new().with_read_at(at(0), GET), &NO_IDLE);
         let mut buf = [0u8; 64];
         conn.read(&mut buf).await.unwrap();
         conn.write_all(OK_HEAD).await.unwrap();
@@ -480,8 +360,7 @@ fn duration_max_turns_a_deadline_off() {
 fn end_runs_once_and_a_cancelled_reap_is_finished_by_end() {
     run(async {
         // The end below the reaper takes 2 s; the read that reaps is dropped in it.
-        let mut mock = Mock::new();
-        mock.end_takes = Duration::from_secs(2);
+        let mock = Mock::new().with_end_delay(Duration::from_secs(2));
         let mut conn = wrap(mock, &HTTP);
         let mut buf = [0u8; 16];
         let cut = HTTP.first_byte() + Duration::from_secs(1);
@@ -491,28 +370,27 @@ fn end_runs_once_and_a_cancelled_reap_is_finished_by_end() {
         }
         let first_byte = CloseReason::Reaped(Deadline::FirstByte);
         assert_eq!(conn.close_reason(), Some(first_byte));
-        assert!(conn.get_ref().ends.is_empty(), "the end was cut short");
+        assert!(conn.get_ref().ends().is_empty(), "the end was cut short");
         // The deadline decided the end: reads give the end of the stream (the server
         // then ends the connection, which finishes the cut-short end).
         assert_eq!(conn.read(&mut buf).await, Ok(0));
         // The server's own end finishes it, with the deadline's reason.
         conn.end(CloseReason::PeerReset).await;
-        assert_eq!(conn.get_ref().ends, [first_byte]);
+        assert_eq!(conn.get_ref().ends(), [first_byte]);
         assert_eq!(conn.phase(), Phase::Ended);
         conn.end(CloseReason::LocalClose).await;
-        assert_eq!(conn.get_ref().ends, [first_byte], "end runs once");
+        assert_eq!(conn.get_ref().ends(), [first_byte], "end runs once");
     });
 }
 
 #[test]
 fn end_prefers_the_reason_a_layer_below_recorded() {
     run(async {
-        let mut mock = Mock::new();
-        mock.own_reason = Some(CloseReason::LocalError);
+        let mock = Mock::new().with_close_reason(CloseReason::LocalError);
         let mut conn = wrap(mock, &HTTP);
         assert_eq!(conn.close_reason(), Some(CloseReason::LocalError));
         conn.end(CloseReason::LocalClose).await;
-        assert_eq!(conn.get_ref().ends, [CloseReason::LocalError]);
+        assert_eq!(conn.get_ref().ends(), [CloseReason::LocalError]);
     });
 }
 

@@ -2,11 +2,10 @@
 //! simulated network (virtual time): 50 attacking connections, each sending one head
 //! byte every 2 s, while one legitimate client makes 100 sequential keep-alive
 //! requests. The raw server serves none of them; with the reaper at least 99 %.
-mod common;
 
 use std::net::SocketAddr;
 
-use common::{device, link, ms};
+use crate::common::{device, link, ms};
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
 use tcp_layers_core::{CloseReason, Deadline};

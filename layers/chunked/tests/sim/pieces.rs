@@ -1,8 +1,7 @@
 //! A 160 kB body written with one `write_all` reaches the embassy-net socket in pieces
 //! of at most the chunk size, and arrives intact.
-mod simnet;
 
-use simnet::{BIG, Counting, Pacing, WriteLog, expected_checksum, serve_whole_bodies};
+use crate::simnet::{BIG, Counting, Pacing, WriteLog, expected_checksum, serve_whole_bodies};
 use tcp_layers_chunked::{ChunkedLayer, ONE_SEGMENT};
 use tcp_layers_core::Layer;
 use tcp_layers_sim::server::{self, ServerConfig};

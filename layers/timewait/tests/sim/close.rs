@@ -4,9 +4,8 @@
 //! trip once the peer has acknowledged everything. Raw, the same server holds the slot
 //! in FIN_WAIT_2 behind a silent client, in TIME_WAIT for 10 s behind a polite one, and
 //! forever behind a vanished one.
-mod common;
 
-use common::*;
+use crate::common::*;
 use embassy_time::with_timeout;
 use tcp_layers_core::{CloseReason, Layer, Write};
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};

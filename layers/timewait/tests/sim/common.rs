@@ -1,7 +1,6 @@
 //! Helpers shared by the simulated-network tests: a wrapper that stamps the moment the
 //! server ends a connection, the server variants, and clients that ask the server to
 //! close (`Connection: close`) and then behave in a given way.
-#![allow(dead_code)]
 
 use std::cell::Cell;
 use std::rc::Rc;

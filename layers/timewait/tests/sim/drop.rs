@@ -1,9 +1,8 @@
 //! What happens when the server forgets `end` (drops the wrapper) or gives up on it
 //! half-way (drops the `end` future): the slot still comes back, and no byte of the
 //! response is lost. Real embassy-net stack, simulated network, virtual time.
-mod common;
 
-use common::*;
+use crate::common::*;
 use embassy_futures::select::{Either, select};
 use embassy_net::tcp::TcpSocket;
 use tcp_layers_core::{CloseReason, Connection, Layer, Write};

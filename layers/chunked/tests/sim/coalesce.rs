@@ -3,9 +3,10 @@
 //! stack sends the head alone, and Nagle holds the body until the client's delayed ACK
 //! of the head. Holding the head and merging it with the body sends the whole response
 //! as one segment, which Nagle lets go at once.
-mod simnet;
 
-use simnet::{Counting, ONE_SEGMENT_BODY, Pacing, WriteLog, expected_checksum, serve_whole_bodies};
+use crate::simnet::{
+    Counting, ONE_SEGMENT_BODY, Pacing, WriteLog, expected_checksum, serve_whole_bodies,
+};
 use tcp_layers_chunked::{ChunkedLayer, ONE_SEGMENT};
 use tcp_layers_core::Layer;
 use tcp_layers_sim::{Duration, LinkConfig, Net, client, run, server};

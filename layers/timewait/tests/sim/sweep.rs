@@ -3,9 +3,8 @@
 //! and no linger, and its clients stay silent. Raw, those sockets stay in FIN_WAIT_2;
 //! swept every 30 s with a 30 s limit, they are free within a minute. A connection that
 //! is merely idle (ESTABLISHED) is never touched.
-mod common;
 
-use common::*;
+use crate::common::*;
 use embassy_net::tcp::TcpSocket;
 use tcp_layers_core::{Connection, TcpState};
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, Session};

@@ -1,9 +1,8 @@
 //! Each deadline on real embassy-net stacks in the simulated network (virtual time):
 //! the hostile or broken client holds its slot forever on the raw server and is gone
 //! after its deadline with the reaper.
-mod common;
 
-use common::{ACK_DELAY, SLACK, Served, device, link, ms, rtt};
+use crate::common::{ACK_DELAY, SLACK, Served, device, link, ms, rtt};
 use tcp_layers_core::{CloseReason, Deadline};
 use tcp_layers_reaper::{Protocol, ReaperConfig};
 use tcp_layers_sim::client::{self, ClientBuffers, ClientOptions, PeerEnd, Session};
@@ -18,7 +17,7 @@ static SMALL_HEAD: ReaperConfig = ReaperConfig::http().with_max_head(1024);
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The one connection a one-slot device served, if it finished.
-fn only(log: &common::Log) -> Option<Served> {
+fn only(log: &crate::common::Log) -> Option<Served> {
     let log = log.borrow();
     assert!(log.len() <= 1, "one connection expected, got {}", log.len());
     log.first().copied()

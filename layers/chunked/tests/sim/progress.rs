@@ -1,11 +1,10 @@
 //! A browser cancels a 160 kB download: the layer tells how far the response got,
 //! "sent X of Y", where the raw socket only reports `ConnectionReset`.
-mod simnet;
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use simnet::{BIG, Counting, Pacing, WriteLog, serve_whole_bodies};
+use crate::simnet::{BIG, Counting, Pacing, WriteLog, serve_whole_bodies};
 use tcp_layers_chunked::{ChunkedLayer, ResponseProgress};
 use tcp_layers_core::Layer;
 use tcp_layers_sim::{Duration, LinkConfig, Net, Timer, client, run, server};

@@ -1,6 +1,5 @@
 //! What the simulated-network tests share: a device that serves the sim's raw responder
 //! with or without the reaper, and a record of every connection it served.
-#![allow(dead_code)] // each test file uses part of it
 
 use std::cell::RefCell;
 use std::rc::Rc;

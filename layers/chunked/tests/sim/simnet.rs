@@ -1,14 +1,13 @@
 //! Helpers for the tests on the simulated network: a counting wrapper that records
 //! every write that reaches the socket, and a handler that sends a whole body with one
 //! `write_all` (the "one big send" the layer exists for).
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use tcp_layers_core::{CloseReason, Connection, ErrorType, Read, Write, delegate_connection};
 use tcp_layers_sim::responder::{self, Routes};
-use tcp_layers_sim::{Duration, Instant, Timer, now, polls};
+use tcp_layers_sim::{Duration, Instant, Timer, polls};
 
 /// One write that reached the socket.
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +18,6 @@ pub struct SocketWrite {
     pub len: usize,
     /// The executor's poll count when it happened.
     pub poll: u64,
-    pub at: Instant,
 }
 
 pub type WriteLog = Rc<RefCell<Vec<SocketWrite>>>;
@@ -58,7 +56,6 @@ impl<C: Connection> Write for Counting<C> {
             path: self.path,
             len: n,
             poll: polls(),
-            at: now(),
         });
         Ok(n)
     }

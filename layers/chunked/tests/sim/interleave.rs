@@ -11,9 +11,10 @@
 //! every other connection (and the Wi-Fi driver's task) waits. With an ESP32-sized TX
 //! buffer (8 KiB) raw embassy-net already yields whenever the buffer is full, so the
 //! difference there is the buffer size against the chunk size; the figure is printed.
-mod simnet;
 
-use simnet::{BIG, Counting, Pacing, SMALL, WriteLog, expected_checksum, serve_whole_bodies};
+use crate::simnet::{
+    BIG, Counting, Pacing, SMALL, WriteLog, expected_checksum, serve_whole_bodies,
+};
 use tcp_layers_chunked::ChunkedLayer;
 use tcp_layers_core::Layer;
 use tcp_layers_sim::server::{self, ServerConfig};
