@@ -74,6 +74,11 @@ pub use serve::{Buffers, ServeConfig, serve};
 
 pub mod guide;
 
+/// The Rust code blocks of the repository's README, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The names most servers need, in one `use`.
 pub mod prelude {
     pub use crate::ConnectionBuilder;

@@ -58,14 +58,26 @@ pub type Buffers<const N: usize, const RX: usize, const TX: usize> = [([u8; RX],
 /// Size `N` to the `LimitLayer` layer's budget total, and include the timewait layer: a
 /// FIN to a peer that vanished is otherwise never acknowledged and holds the socket.
 ///
-/// ```ignore
+/// ```no_run
+/// use tcp_layers::prelude::*;
+/// use tcp_layers::{Buffers, ServeConfig, serve};
+///
 /// static BUDGET: Budget<6> = Budget::new(profile::ESP32);
-/// let layers = ConnectionBuilder::new().layer(LimitLayer::new(&BUDGET)).layer(NoDelayLayer::new());
-/// let mut buffers: Buffers<6, 1536, 4096> = [([0; 1536], [0; 4096]); 6];
-/// serve(stack, ServeConfig::new(80), &mut buffers, &layers, async |conn| {
-///     my_http_handler(conn).await;
-/// })
-/// .await
+///
+/// async fn web_server(stack: embassy_net::Stack<'static>) -> ! {
+///     let layers = ConnectionBuilder::new()
+///         .layer(LimitLayer::new(&BUDGET))
+///         .layer(TimeWaitLayer::new())
+///         .layer(NoDelayLayer::new());
+///     let mut buffers: Buffers<6, 1536, 4096> = [([0; 1536], [0; 4096]); 6];
+///     serve(stack, ServeConfig::new(80), &mut buffers, &layers, async |conn| {
+///         my_http_handler(conn).await;
+///     })
+///     .await
+/// }
+/// # async fn my_http_handler(conn: &mut impl Connection) {
+/// #     let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+/// # }
 /// ```
 pub async fn serve<'b, L, H, const N: usize, const RX: usize, const TX: usize>(
     stack: Stack<'b>,

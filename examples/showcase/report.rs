@@ -91,7 +91,7 @@ pub struct Figure {
     pub unit: Unit,
     /// What `None` means, for the table (e.g. "held > 120 s").
     pub none_means: &'static str,
-    /// The goal a layered variant must reach, if the issue sets one.
+    /// The goal a layered variant must reach, if the scenario has one.
     pub goal: Option<Goal>,
 }
 

@@ -1,4 +1,4 @@
-//! The seed scenarios: each reproduces one thing that hurts an ESP32 web server, on the
+//! The scenarios: each reproduces one thing that hurts an ESP32 web server, on the
 //! simulated Wi-Fi link (20 ms round trip, 10 Mbit/s each way, no loss), and measures it
 //! on every variant where it means something.
 use std::future::Future;
@@ -129,7 +129,8 @@ pub fn find(id: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.id == id)
 }
 
-/// The longest any scenario waits for a slot or a client: what the issue calls "held".
+/// The longest any scenario waits for a slot or a client: a wait this long is
+/// reported as "held".
 const HELD: Duration = Duration::from_secs(120);
 
 /// Runs `body` in a fresh simulation: the Wi-Fi link, the device with `variant` on

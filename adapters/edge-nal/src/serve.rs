@@ -8,7 +8,7 @@
 //! edge-http as a head without its end (`IncompleteHeaders`), a form no server can
 //! take for a clean close. [`handle_connection`] is the same loop (the same requests,
 //! the same `close` or `abort` at the end) with those lines at debug; an error of the
-//! handler itself stays a warning. [`serve`] runs one such loop per buffer, as
+//! handler itself stays a warning while its peer is still connected. [`serve`] runs one such loop per buffer, as
 //! `Server::run` does.
 use edge_http::io::Error as HttpError;
 use edge_http::io::server::{Handler, HandlerError, handle_request};
@@ -65,6 +65,13 @@ pub async fn handle_connection<C, H, const HEADERS: usize>(
             Ok(needs_close) if needs_close => break true,
             Ok(_) => {}
             Err(HandlerError::Connection(HttpError::ConnectionClosed)) => break false,
+            // edge-http reports a response write that failed (a browser cancel) as the
+            // handler's error once its own error answer cannot be sent either: a
+            // warning only while the peer is still there and no layer ended it.
+            Err(HandlerError::Handler(error)) if connection_lost(io) => {
+                log_error!(debug, "edge-http: the handler stopped: {:?}", &error);
+                break true;
+            }
             Err(HandlerError::Handler(error)) => {
                 log_error!(warn, "edge-http: the handler failed: {:?}", &error);
                 break true;
@@ -83,13 +90,20 @@ pub async fn handle_connection<C, H, const HEADERS: usize>(
     };
 }
 
+/// True once the peer can no longer take data or a layer ended the connection.
+fn connection_lost<C: Connection>(io: &mut EdgeConnection<C>) -> bool {
+    let conn = io.get_mut();
+    conn.close_reason().is_some() || !conn.state().may_send()
+}
+
 /// `edge_http::io::server::Server::run` over a [`LayeredAcceptor`], with the log levels
-/// of [`handle_connection`]: one handler loop per buffer of `buffers` (`P` loops, as
-/// many as the acceptor has sockets, so every free socket is in accept). Never returns:
-/// the acceptor never fails an accept.
-pub async fn serve<'d, L, H, const N: usize, const P: usize, const B: usize, const HEADERS: usize>(
+/// of [`handle_connection`]: one handler loop per buffer of `buffers` (`P` loops; as
+/// many as the acceptor has sockets keeps every free socket in accept), each buffer
+/// edge-http's work area for one request (2048 bytes hold a browser's head). Never
+/// returns: the acceptor never fails an accept.
+pub async fn serve<'d, L, H, const N: usize, const P: usize, const HEADERS: usize>(
     acceptor: &LayeredAcceptor<'d, L, N>,
-    buffers: &mut [[u8; B]; P],
+    buffers: [&mut [u8]; P],
     keepalive_ms: Option<u32>,
     handler: &H,
 ) -> !
@@ -99,7 +113,7 @@ where
     H: Handler,
 {
     let mut task_id = 0;
-    let loops = buffers.each_mut().map(|buf| {
+    let loops = buffers.map(|buf| {
         task_id += 1;
         let task_id = task_id;
         async move {

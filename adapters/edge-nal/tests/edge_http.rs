@@ -443,9 +443,9 @@ fn a_head_the_reaper_cuts_is_no_warning_through_the_crates_serve() {
                         Loop::CratesServe => {
                             let buffers: &'static mut [[u8; 2048]; 2] =
                                 Box::leak(Box::new([[0; 2048]; 2]));
-                            tcp_layers_edge_nal::serve::<_, _, 2, 2, 2048, 16>(
+                            tcp_layers_edge_nal::serve::<_, _, 2, 2, 16>(
                                 acceptor,
-                                buffers,
+                                buffers.each_mut().map(|b| &mut b[..]),
                                 Some(4_000),
                                 &App,
                             )

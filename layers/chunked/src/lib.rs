@@ -1,42 +1,4 @@
-//! Splits every write into bounded pieces, lets other tasks run between them, and
-//! knows how much of the current response was sent.
-//!
-//! The symptom: an ESP32 serving a 100-160 kB JPEG either hands the stack one huge
-//! write, which runs to the end of the TX buffer without giving other connections a
-//! turn, or dribbles it out in ~70 tiny 1460-byte sends; and when the browser cancels
-//! mid-transfer, nobody can tell how far the response got.
-//!
-//! [`ChunkedLayer`] wraps a connection in [`Chunked`]:
-//! - each `write()` passes at most [`chunk_size`](ChunkedLayer::chunk_size) bytes to the
-//!   connection below and returns that count (embedded-io allows short writes;
-//!   `write_all` loops), so a stall deadline above this layer applies per piece;
-//! - once a chunk's worth of bytes has gone out since the last yield, the next write
-//!   first yields to the executor ([`embassy_futures::yield_now`]), so a 160 kB
-//!   response gives every other ready task a turn about 40 times on its way out. A
-//!   server's small writes (a head, a header line) never yield between them, and a
-//!   write that had to wait for room in the socket's buffer counts as a yield (the
-//!   task already gave the executor a turn), so a buffer-bound transfer pays nothing;
-//! - it counts the bytes of the current response (a response starts with the first
-//!   write after a read that returned data) and reports [`ResponseProgress`]
-//!   ("sent X of Y") at trace level when the connection ends;
-//! - optionally (`COALESCE > 0`) it holds a short write, such as a response head, and
-//!   sends it together with the start of the next write, for stacks that cannot turn
-//!   Nagle off: see [`ChunkedLayer::coalesce`].
-//!
-//! It costs one comparison per write while data flows: no timer, no copy of the
-//! payload (only a held head is copied, into the coalescing buffer when it is on).
-//!
-//! ```
-//! use tcp_layers_chunked::{ChunkedLayer, ONE_SEGMENT};
-//!
-//! const DEFAULT: ChunkedLayer = ChunkedLayer::new(); // 4096-byte pieces
-//! const PER_SEGMENT: ChunkedLayer = ChunkedLayer::new().with_chunk_size(ONE_SEGMENT);
-//! const NAGLE_STACK: ChunkedLayer<ONE_SEGMENT> = ChunkedLayer::new().coalesce::<ONE_SEGMENT>();
-//! assert_eq!(DEFAULT.chunk_size(), 4096);
-//! assert_eq!(PER_SEGMENT.chunk_size(), 1460);
-//! // let mut conn = DEFAULT.layer(socket);
-//! # let _ = NAGLE_STACK;
-//! ```
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

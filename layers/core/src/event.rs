@@ -3,7 +3,8 @@
 //! Layers never fail a connection over an option the stack lacks, and never decide on
 //! their own to restart the device; they report. The application installs one plain
 //! `fn` (no allocation, no `dyn`) with [`set_hook`] and acts on what it cares about:
-//! the exhaustion event is the seed's soft-restart trigger.
+//! the exhaustion event, for instance, is the natural trigger for a soft restart of the
+//! HTTP task.
 //!
 //! ```
 //! use tcp_layers_core::event::{self, Event};

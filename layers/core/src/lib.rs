@@ -1,25 +1,4 @@
-//! The vocabulary every tcp-layers layer speaks: the [`Connection`] trait, [`TcpState`],
-//! [`CloseReason`] and the [`event`] path.
-//!
-//! An embedded HTTP server holds an `embassy_net::tcp::TcpSocket` (or, on ESP-IDF and
-//! the host, a tokio `TcpStream`). Each layer of this project wraps such a connection
-//! and is itself a [`Connection`], so layers stack in any order and the server keeps
-//! reading and writing as before. Layers are [`Layer`] values with tower's shape (see
-//! [`layer`](Layer) for why tower-layer itself cannot be used on a no_std target).
-//!
-//! The trait is deliberately small. A layer needs four things the I/O traits do not
-//! give it: the TCP state (embassy-net reports a peer's RST, a timeout and a local abort
-//! all as `ConnectionReset`, so a close can only be classified by looking at the state),
-//! Nagle control, the two ways to end a connection (FIN and RST) and a way to pass the
-//! reason a connection ended down and up the stack.
-//!
-//! # Features
-//! - `embassy-net`: [`Connection`] for `embassy_net::tcp::TcpSocket` (no_std).
-//! - `tokio`: `tokio_stream::TokioStream`, a `tokio::net::TcpStream` with real socket
-//!   options (std; also runs on ESP-IDF, whose sockets are lwIP).
-//! - `defmt`: `defmt::Format` for the shared types. Each layer crate has its own `log`
-//!   and `defmt` features for its log lines: the `defmt` macros expand in the crate
-//!   that calls them, which must depend on `defmt` itself.
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(feature = "tokio"), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -443,10 +422,23 @@ impl<C: Connection + ?Sized> Connection for &mut C {
 /// Delegates every [`Connection`] method but the ones listed to a field, for wrapper
 /// types whose layer changes only a few of them.
 ///
-/// ```ignore
-/// impl<C: Connection> Connection for MyWrapper<C> {
-///     tcp_layers_core::delegate_connection!(inner; state, close_write, abort);
+/// ```
+/// use tcp_layers_core::{CloseReason, Connection, delegate_connection, delegate_io};
+///
+/// /// Counts the connections that ended.
+/// struct Counted<C> {
+///     inner: C,
+///     ended: u32,
+/// }
+/// delegate_io!(Counted, inner); // reads and writes pass through unchanged
+///
+/// impl<C: Connection> Connection for Counted<C> {
+///     delegate_connection!(inner; state, close_write, abort, ended_error);
 ///     // ... the methods this layer changes
+///     async fn end(&mut self, reason: CloseReason) {
+///         self.ended += 1;
+///         self.inner.end(self.end_reason(reason)).await
+///     }
 /// }
 /// ```
 /// Each name after `;` is delegated to `self.$field`. Names: `state`, `set_nodelay`,

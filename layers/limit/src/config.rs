@@ -85,13 +85,13 @@ impl StackServices {
 ///   (this crate knows TCP, not HTTP: an HTTP server passes its `503 Service
 ///   Unavailable` with `Retry-After`, `tcp_layers_http::reply::REPLY_503`). Default empty: a
 ///   FIN without an answer.
-/// - `pcb_threshold`: the seed's socket-count threshold, in lwIP PCBs (listeners,
+/// - `pcb_threshold`: the socket count, in lwIP PCBs, at which to act (listeners,
 ///   connections and their `TIME_WAIT` leftovers, which outlive a closed connection
 ///   by 120 s on lwIP). It is the point at which a device on ESP-IDF is near its
 ///   [`LWIP_PCB_LIMIT`] and should shed or restart. The budget cannot count the PCBs
 ///   lwIP keeps after a close, so this number is a sizing rule, checked at compile time
 ///   to stay below the limit; the runtime threshold is `exhaustion_at`, in connections
-///   this budget holds. Default 12, the seed's value for the ESP32.
+///   this budget holds. Default 12: four PCBs of headroom below lwIP's 16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetConfig {
     /// Connection slots (server sockets).

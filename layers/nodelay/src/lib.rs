@@ -1,27 +1,4 @@
-//! Turns Nagle's algorithm off when a connection is wrapped.
-//!
-//! The symptom: a server that writes a response as head then body (two writes, as
-//! almost every HTTP server does) sees the last, short segment of the response held
-//! back by Nagle's algorithm until the peer acknowledges the previous one, and the peer
-//! delays that ACK: 10 ms on smoltcp (embassy-net), 40-200 ms on lwIP and desktop
-//! stacks. Every small response arrives one delayed ACK late. Embassy-net and lwIP have
-//! Nagle on by default.
-//!
-//! [`NoDelayLayer`] is a [`Layer`] that sets TCP_NODELAY (`set_nagle_enabled(false)` on
-//! embassy-net) once, when it wraps the connection, and then passes every call through
-//! unchanged: it costs nothing while data flows and adds no bytes of state. Where the
-//! stack has no such option (the adapter answers [`Unsupported`](tcp_layers_core::Unsupported)), the layer reports
-//! [`Event::NodelayUnsupported`] once per process, logs it once at debug level and
-//! carries on: a missing option never fails a connection.
-//!
-//! ```
-//! use tcp_layers_core::Layer;
-//! use tcp_layers_nodelay::{Nagle, NoDelayLayer};
-//!
-//! const LAYER: NoDelayLayer = NoDelayLayer::new(); // Nagle off: the default
-//! assert_eq!(LAYER.nagle(), Nagle::Off);
-//! // let mut conn = LAYER.layer(socket);
-//! ```
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

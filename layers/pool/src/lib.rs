@@ -1,41 +1,4 @@
-//! A fixed pool of `N` buffers of `SIZE` bytes, for servers that need scratch space per
-//! response: a JPEG frame being assembled, a formatted JSON body, a decoded request.
-//!
-//! The symptom it fixes: one `static` scratch buffer shared by every connection
-//! corrupts concurrent responses. Handler A fills it and starts sending; while A waits
-//! for the peer's window, handler B fills the same buffer, and A's client receives
-//! B's bytes. The usual cure, a buffer allocated per request, fragments the small heap
-//! of a microcontroller until a large allocation fails hours later. A pool is the
-//! middle way: a fixed amount of RAM, decided at compile time, shared by whichever
-//! connections are busy right now, and never two holders of one buffer.
-//!
-//! ```
-//! use tcp_layers_pool::Pool;
-//!
-//! // 10 buffers of 4 KiB: 40 KiB of .bss, taken by whoever needs one.
-//! static SCRATCH: Pool<10, 4096> = Pool::new();
-//!
-//! # embassy_futures::block_on(async {
-//! let mut buf = SCRATCH.take().await; // waits while all 10 are in use
-//! buf[..5].copy_from_slice(b"hello");
-//! assert_eq!(SCRATCH.in_use(), 1);
-//! drop(buf); // back in the pool; a waiting `take` wakes up
-//! assert_eq!(SCRATCH.in_use(), 0);
-//! # });
-//! ```
-//!
-//! - [`Pool::try_take`] answers at once (`None` when every buffer is held): for a
-//!   handler that would rather answer 503 than wait.
-//! - [`Pool::take`] waits for a buffer. Dropping the future at any point leaks nothing:
-//!   it holds no buffer until it returns one, and a buffer coming back wakes every
-//!   waiter, so a waiter that gives up cannot swallow the wake-up another one needs.
-//! - A [`Buf`] returns its buffer when dropped (RAII), also when the task holding it
-//!   is cancelled.
-//!
-//! Shared state sits behind a `critical-section` mutex, so the pool works on chips
-//! without atomic compare-and-swap (ESP32-C3) and across the two cores of an ESP32.
-//! A pool need not be `static`: a local one works the same, which is how tests give
-//! each run its own pool.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![deny(missing_docs)]
 
@@ -48,7 +11,7 @@ use core::task::Poll;
 use critical_section::Mutex;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 
-/// The seed's pool: 10 buffers of 4 KiB.
+/// A pool for a small web UI: 10 buffers of 4 KiB.
 ///
 /// 4 KiB is the default write chunk of the chunked layer and the tx buffer of a
 /// typical ESP32 socket, so one buffer holds what one write hands to the stack; 10

@@ -1,4 +1,4 @@
-//! Issue 3, quiet: 100 clients cancel a 160 kB response at random offsets (fixed seed).
+//! quiet: 100 clients cancel a 160 kB response at random offsets (fixed seed).
 //! With the layer: 0 lines at warn or above and 100 counted client cancels. Without it
 //! (the naive `error!` on every failed I/O, as servers log today): 100 error lines.
 mod common;

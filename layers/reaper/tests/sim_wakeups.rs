@@ -7,9 +7,8 @@
 //! those waits after they are over: the polls of a server with the reaper stay within
 //! one per response of the same server without it. That holds because a device's timer
 //! queue keeps one wake-up per task, the earliest, and the simulator's does the same;
-//! a queue that kept every instant it was given (as the simulator's once did) would
-//! add about 21 polls per frame here (68.2 against 47.0), and so would a reaper that
-//! polled its deadlines.
+//! a queue that kept every instant it was given would add about 21 polls per frame
+//! here (68.2 against 47.0), and so would a reaper that polled its deadlines.
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::pin::pin;

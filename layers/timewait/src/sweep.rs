@@ -46,16 +46,23 @@ struct Closing {
 /// `CLOSE_WAIT` (the peer closed, we did not) is not swept: a server may still be
 /// sending a response to a client that half-closed after its request.
 ///
-/// ```ignore
-/// let mut sweeper = Sweeper::<4>::new();
-/// loop {
-///     // sockets: [TcpSocket; 4] or [&mut TcpSocket; 4], slot i always at index i
-///     if sweeper.sweep(&mut sockets) > 0 {
-///         for s in sockets.iter_mut() {
-///             let _ = s.flush().await; // the RSTs leave with the next poll
+/// ```no_run
+/// use embassy_net::tcp::TcpSocket;
+/// use embassy_time::Timer;
+/// use embedded_io_async::Write;
+/// use tcp_layers_timewait::Sweeper;
+///
+/// // sockets: [TcpSocket; 4] or [&mut TcpSocket; 4], slot i always at index i
+/// async fn sweep_task(sockets: &mut [TcpSocket<'_>; 4]) -> ! {
+///     let mut sweeper = Sweeper::<4>::new();
+///     loop {
+///         if sweeper.sweep(sockets) > 0 {
+///             for s in sockets.iter_mut() {
+///                 let _ = s.flush().await; // the RSTs leave with the next poll
+///             }
 ///         }
+///         Timer::after(Sweeper::<4>::DEFAULT_INTERVAL).await;
 ///     }
-///     Timer::after(Sweeper::<4>::DEFAULT_INTERVAL).await;
 /// }
 /// ```
 #[derive(Clone, Debug)]
@@ -65,7 +72,8 @@ pub struct Sweeper<const N: usize> {
 }
 
 impl<const N: usize> Sweeper<N> {
-    /// How often to sweep: 30 s (the seed's figure). A sweep is a few comparisons per
+    /// How often to sweep: 30 s, as long as the default limit, so a stuck slot is
+    /// aborted at most 60 s after it started closing. A sweep is a few comparisons per
     /// slot, so the interval only sets how late a stuck slot comes back.
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 

@@ -1,56 +1,42 @@
-//! The camera app on edge-http 0.8, over tcp-layers' `LayeredAcceptor` (the facade's
-//! feature `edge-nal`).
+//! The camera app on edge-http 0.8, over tcp-layers' `LayeredAcceptor` (crate
+//! `tcp-layers-edge-nal`).
 //!
 //! The acceptor owns the `N` embassy-net sockets and wraps every connection it accepts
-//! in the layer stack; `N` handler loops, one per socket, each accept a connection and
-//! serve its requests with edge-http: its request parser and response writer
-//! (`edge_http::io::server::Connection`), the routes written as any edge-http handler
-//! is. An edge-http handler cannot reach the connection to call `set_class(Stream)`, so
-//! the acceptor does it (`with_stream_paths`, the paths of the picoserve server): for
+//! in the layer stack; `tcp_layers_edge_nal::serve` runs `N` handler loops, one per
+//! socket, each serving its connection's requests with edge-http: its request parser
+//! and response writer, the routes written as any edge-http [`Handler`] is. An
+//! edge-http handler cannot reach the connection to call `set_class(Stream)`, so the
+//! acceptor does it (`with_stream_paths`, the paths of the picoserve server): for
 //! `/events` it asks for the stream class once edge-http has read the path, and when
 //! the stream budget is full it answers the `200` `retry: 5000` event stream itself
 //! and ends the request (the handler never runs).
 //!
-//! The loops are those of edge-http's `Server::run` with `handle_connection`, but for
-//! the log levels: `handle_connection` logs at warn a reset while it waits for a
-//! request, a head cut off by a close or a reset, and any error of a response (a
-//! browser cancel), and an idle close at info. Here each is a debug line: how a
-//! connection ended is the quiet layer's to log, at the level of its reason. What is
-//! done on each path is edge-http's:
-//!
-//! | what happens | edge-http ends it with | counted as a server error |
-//! |---|---|---|
-//! | no request within [`KEEP_ALIVE_MS`] (4 s) | `close` (FIN) | no |
-//! | the client closes between requests | `abort` (our FIN answers theirs) | no |
-//! | a read fails waiting for a request, or the head is cut off or malformed | `close` | yes |
-//! | a refused stream (the acceptor answered, the head reads as cut off) | `close` | yes |
-//! | a response write fails (a browser cancel) | `close` | yes |
-//! | an event stream's write fails: its client left | `close` | no |
-//! | `Connection: close` | `close` after the answer | no |
-//!
-//! `close` and `abort` go through `Connection::end` (the adapter's `TcpShutdown`), so a
-//! layer that ended the connection itself (a deadline, an eviction) gives the reason.
-//! edge-http sets no other deadline (no head or write timeout): without the layers a
-//! client that stops in the middle of a request holds its socket.
+//! `serve` is edge-http's `Server::run` with the log levels of a layered server: a
+//! head the reaper cut, a refused or reset connection and a browser cancel are debug
+//! lines (the quiet layer logs how each connection ended, at the level of its reason),
+//! where edge-http's own loop logs them at warn. A response that fails counts as a
+//! server error in `/stats`, but for an event stream, whose client leaving is its
+//! normal end. edge-http sets no deadline of its own (no head or write timeout):
+//! without the layers a client that stops in the middle of a request holds its socket.
+use core::fmt::{Debug, Display};
+
 use edge_http::io::Error as HttpError;
-use edge_http::io::server::Connection as HttpConnection;
+use edge_http::io::server::{Connection as HttpConnection, Handler};
 use edge_http::{DEFAULT_MAX_HEADERS_COUNT, Method};
-use edge_nal::{Close, Readable, TcpAccept, TcpShutdown, WithTimeoutError, with_timeout};
+use edge_nal::TcpSplit;
 use embassy_futures::join::join_array;
 use embassy_net::Stack;
 use embassy_time::Timer;
-use log::{debug, warn};
+use log::warn;
 use tcp_layers::core::{Read, Write};
-use tcp_layers::{Connection, ConnectionBuilder, Layer, Pool};
-use tcp_layers_edge_nal::{
-    EdgeConnection, LayeredAcceptor, RxBuffer, SocketBuffers, SocketSlot, TxBuffer,
-};
+use tcp_layers::{Connection, ConnectionBuilder, Layer};
+use tcp_layers_edge_nal::{LayeredAcceptor, RxBuffer, SocketBuffers, SocketSlot, TxBuffer};
 
 use crate::content::{
     self, EVENT_PERIOD, EVENTS_HEADERS, FRAME_HEADERS, Frame, Header, PAGE, PAGE_HEADERS, Route,
     STATS_HEADERS, TEXT_HEADERS, Text,
 };
-use crate::server::{self, HTTP_BUFFER_BYTES, Resources, TCP_RX_BYTES, TCP_TX_BYTES};
+use crate::server::{self, Resources, TCP_RX_BYTES, TCP_TX_BYTES};
 use crate::stats;
 
 /// How long edge-http keeps an idle connection open for its next request, ms: below
@@ -69,8 +55,13 @@ pub async fn serve_layered<const N: usize>(
     resources: &'static Resources<N>,
 ) -> ! {
     let mut buffers = SocketBuffers::<RxBuffer<TCP_RX_BYTES>, TxBuffer<TCP_TX_BYTES>>::array::<N>();
-    let acceptor = LayeredAcceptor::new(stack, port, server::layers(resources), &mut buffers)
-        .with_stream_paths(&server::STREAM_PATHS);
+    let acceptor = LayeredAcceptor::new(
+        stack,
+        port,
+        server::layers(resources).layer(stats::CountOpen),
+        &mut buffers,
+    )
+    .with_stream_paths(&server::STREAM_PATHS);
     serve_with(&acceptor, resources).await
 }
 
@@ -81,13 +72,17 @@ pub async fn serve_unlayered<const N: usize>(
     resources: &'static Resources<N>,
 ) -> ! {
     let mut buffers = SocketBuffers::<RxBuffer<TCP_RX_BYTES>, TxBuffer<TCP_TX_BYTES>>::array::<N>();
-    let acceptor = LayeredAcceptor::new(stack, port, ConnectionBuilder::new(), &mut buffers)
-        .with_stream_paths(&server::STREAM_PATHS);
+    let acceptor = LayeredAcceptor::new(
+        stack,
+        port,
+        ConnectionBuilder::new().layer(stats::CountOpen),
+        &mut buffers,
+    )
+    .with_stream_paths(&server::STREAM_PATHS);
     serve_with(&acceptor, resources).await
 }
 
-/// One handler loop per socket, all in this future (edge-http's `Server::run` with as
-/// many handler tasks as sockets, so every free socket is in `accept`).
+/// `tcp_layers_edge_nal::serve` with one request buffer of the pool per socket.
 async fn serve_with<'d, L, const N: usize>(
     acceptor: &LayeredAcceptor<'d, L, N>,
     resources: &'static Resources<N>,
@@ -97,103 +92,47 @@ where
     for<'a> <L as Layer<SocketSlot<'a, 'd, N>>>::Service:
         Connection<Error = embassy_net::tcp::Error>,
 {
-    let loops: [_; N] = core::array::from_fn(|_| handler_loop(acceptor, &resources.http_buffers));
-    join_array(loops).await;
-    unreachable!("handler loops never return")
+    let mut held = join_array(core::array::from_fn::<_, N, _>(|_| {
+        resources.http_buffers.take()
+    }))
+    .await;
+    let buffers = held.each_mut().map(|buf| &mut buf[..]);
+    tcp_layers_edge_nal::serve::<_, _, N, N, MAX_HEADERS>(
+        acceptor,
+        buffers,
+        Some(KEEP_ALIVE_MS),
+        &CameraApp,
+    )
+    .await
 }
 
-/// Accept, serve every request of the connection, again.
-async fn handler_loop<'d, L, const N: usize>(
-    acceptor: &LayeredAcceptor<'d, L, N>,
-    request_buffers: &Pool<N, HTTP_BUFFER_BYTES>,
-) where
-    L: for<'a> Layer<SocketSlot<'a, 'd, N>>,
-    for<'a> <L as Layer<SocketSlot<'a, 'd, N>>>::Service:
-        Connection<Error = embassy_net::tcp::Error>,
-{
-    loop {
-        // Never an error: the acceptor waits for a free socket and backs off from the
-        // stack's errors itself (edge-http's `run` would stop at the first one).
-        let Ok((_, mut io)) = acceptor.accept().await else {
-            continue;
-        };
-        let _open = stats::OpenConnection::accepted();
-        let mut buf = request_buffers.take().await;
-        serve_connection(&mut io, &mut buf[..]).await;
-    }
-}
+/// The camera app's routes as an edge-http handler.
+struct CameraApp;
 
-/// How a request ended the connection.
-enum Ended {
-    /// The client closed before a request: edge-http aborts (`ConnectionClosed`).
-    Closed,
-    /// Something failed: edge-http closes.
-    Failed,
-}
+impl Handler for CameraApp {
+    type Error<E>
+        = HttpError<E>
+    where
+        E: Debug;
 
-/// edge-http's `handle_connection`: requests until one side closes, then `close` or
-/// `abort` as edge-http chooses; every log line at debug.
-async fn serve_connection<C: Connection>(io: &mut EdgeConnection<C>, buf: &mut [u8]) {
-    let close = loop {
-        match with_timeout(KEEP_ALIVE_MS, io.readable()).await {
-            Ok(()) => {}
-            Err(WithTimeoutError::Timeout) => {
-                debug!("edge-http: no request for {} ms, closing", KEEP_ALIVE_MS);
-                break true;
-            }
-            Err(WithTimeoutError::Error(err)) => {
-                debug!("edge-http: read failed between requests: {:?}", err);
-                stats::server_error();
-                break true;
-            }
-        }
-        match handle_request(io, buf).await {
-            Ok(false) => {}
-            Ok(true) => break true,
-            Err(Ended::Closed) => break false,
-            Err(Ended::Failed) => break true,
-        }
-    };
-    // Both end through `Connection::end` and never fail.
-    if close {
-        let _ = io.close(Close::Both).await;
-    } else {
-        let _ = io.abort().await;
-    }
-}
-
-/// edge-http's `handle_request`. `Ok(true)`: answered, and the connection must close.
-async fn handle_request<C: Connection>(
-    io: &mut EdgeConnection<C>,
-    buf: &mut [u8],
-) -> Result<bool, Ended> {
-    let mut conn = match HttpConnection::<_, MAX_HEADERS>::new(buf, &mut *io).await {
-        Ok(conn) => conn,
-        Err(HttpError::ConnectionClosed) => return Err(Ended::Closed),
-        Err(err) => {
-            debug!("edge-http: request failed: {:?}", err);
-            stats::server_error();
-            return Err(Ended::Failed);
-        }
-    };
-    let headers = conn.headers().map_err(|_| Ended::Failed)?;
-    let route = Route::find(headers.path);
-    let get = headers.method == Method::Get;
-
-    if let Err(err) = respond(&mut conn, route, get).await {
-        debug!("edge-http: response failed: {:?}", err);
+    async fn handle<T, const H: usize>(
+        &self,
+        _task_id: impl Display + Copy,
+        conn: &mut HttpConnection<'_, T, H>,
+    ) -> Result<(), Self::Error<T::Error>>
+    where
+        T: Read + Write + TcpSplit,
+    {
+        let headers = conn.headers()?;
+        let route = Route::find(headers.path);
+        let get = headers.method == Method::Get;
+        let result = respond(conn, route, get).await;
         // A stream notices its client left only when a write fails: its normal end.
-        if !(get && route == Some(Route::Events)) {
+        if result.is_err() && !(get && route == Some(Route::Events)) {
             stats::server_error();
         }
-        return Err(Ended::Failed);
+        result
     }
-    if let Err(err) = conn.complete().await {
-        debug!("edge-http: response failed: {:?}", err);
-        stats::server_error();
-        return Err(Ended::Failed);
-    }
-    Ok(conn.needs_close())
 }
 
 /// The routes, as an edge-http handler writes them.

@@ -81,6 +81,39 @@ impl Drop for OpenConnection {
     }
 }
 
+/// A layer that counts each connection it wraps as accepted, and as open until the
+/// wrapper is dropped: for servers that own their accept loop (edge-http's `serve`).
+#[cfg(feature = "servers")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CountOpen;
+
+/// A connection counted by [`CountOpen`].
+#[cfg(feature = "servers")]
+pub struct Counted<C> {
+    inner: C,
+    _open: OpenConnection,
+}
+
+#[cfg(feature = "servers")]
+impl<C: tcp_layers::Connection> tcp_layers::Layer<C> for CountOpen {
+    type Service = Counted<C>;
+    fn layer(&self, inner: C) -> Counted<C> {
+        Counted {
+            inner,
+            _open: OpenConnection::accepted(),
+        }
+    }
+}
+
+#[cfg(feature = "servers")]
+tcp_layers::core::delegate_io!(Counted, inner);
+
+#[cfg(feature = "servers")]
+impl<C: tcp_layers::Connection> tcp_layers::Connection for Counted<C> {
+    tcp_layers::core::delegate_connection!(inner; state, set_nodelay, close_write, abort,
+        remote, local, send_queue, recv_queue, ended_error, close_reason, set_class, end);
+}
+
 /// The page was requested.
 pub fn page() {
     update(|c| c.pages = c.pages.wrapping_add(1));
