@@ -248,3 +248,28 @@ fn per_connection_ram() {
     );
     assert!(over_ref <= size_of::<usize>());
 }
+
+/// `into_inner` hands the connection back without the close a dropped wrapper sends:
+/// dropping the wrapper of an established connection ends it (FIN or RST), taking the
+/// connection out does not.
+#[test]
+fn into_inner_takes_the_connection_out_without_the_drop_close() {
+    let dropped = Mock::new().with_send_queue(Some(0));
+    let taken = Mock::new().with_send_queue(Some(0));
+    run({
+        let (dropped, taken) = (dropped.clone(), taken.clone());
+        async move {
+            drop(TimeWaitLayer::new().layer(dropped));
+            let inner = TimeWaitLayer::new().layer(taken).into_inner();
+            assert_eq!(inner.state(), TcpState::Established);
+        }
+    });
+    let ends = |m: &Mock| m.close_writes() + m.aborts();
+    println!(
+        "closes sent: dropped wrapper {}, into_inner {}",
+        ends(&dropped),
+        ends(&taken)
+    );
+    assert_eq!(ends(&dropped), 1, "a dropped wrapper ends the connection");
+    assert_eq!(ends(&taken), 0, "into_inner leaves it to the caller");
+}
