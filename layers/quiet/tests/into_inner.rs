@@ -16,7 +16,11 @@ fn into_inner_counts_the_close_once_and_keeps_the_counters_balanced() {
     });
     let counted = COUNTERS.snapshot();
     println!("after into_inner: {counted}");
-    assert_eq!(state, TcpState::CloseWait, "the connection itself is untouched");
+    assert_eq!(
+        state,
+        TcpState::CloseWait,
+        "the connection itself is untouched"
+    );
     assert_eq!(counted.closed_total(), 1);
     assert_eq!(counted.closed(CloseReason::PeerClosed), 1);
     assert!(counted.is_balanced());
