@@ -307,7 +307,10 @@ mod tests {
                 Reasons::REAPED_FIRST_BYTE,
             ),
             (CloseReason::Reaped(Deadline::Idle), Reasons::REAPED_IDLE),
-            (CloseReason::Reaped(Deadline::Request), Reasons::REAPED_REQUEST),
+            (
+                CloseReason::Reaped(Deadline::Request),
+                Reasons::REAPED_REQUEST,
+            ),
             (
                 CloseReason::Reaped(Deadline::RequestTooLarge),
                 Reasons::REAPED_REQUEST_TOO_LARGE,
