@@ -4,8 +4,8 @@
 //! the slot, where the raw server streams into the void until its send buffer fills.
 
 use crate::common::{Served, device, link, ms, rtt};
+use tcp_layers_core::Write;
 use tcp_layers_core::{CloseReason, Deadline};
-use tcp_layers_core::{Read, Write};
 use tcp_layers_reaper::ReaperConfig;
 use tcp_layers_sim::client::{ClientBuffers, ClientOptions, Session};
 use tcp_layers_sim::responder::Routes;
