@@ -6,6 +6,7 @@
 mod fmt;
 
 pub mod frame;
+pub mod handshake;
 pub mod mask;
 mod socket;
 
