@@ -34,11 +34,19 @@ HOST_B = "192.168.69.3"  # a second address on the same link: device B
 DEVICES = ["192.168.69.6", "192.168.69.7"] * 4  # fill every socket, 4 per address
 PROBES = ["192.168.69.4", "192.168.69.5"] * 4  # count listening sockets
 SLOW_READER = "192.168.69.8"
+# The browser of the WebSocket check: an address that is removed after the echo, so
+# the tab vanishes without a close frame, a FIN or an RST (the eighth address, within
+# the device's neighbour cache).
+VANISHING = "192.168.69.9"
 PORT = 80
 SOCKETS = 8  # the ESP32-S3 profile the binary runs with
 LINGER_MS = 2000  # the timewait layer's linger (TimeWaitLayer::new())
 STALL_MS = 5000  # the reaper's write-stall deadline (ReaperConfig::http())
 BOUND_S = 20.0  # longest wait for a held socket; past it the figure is "held"
+# The app's WebSocket keepalive (ws_echo::KEEPALIVE): a ping after 5 s of silence, the
+# end 5 s after it.
+WS_KEEPALIVE_MS = 5000 + 5000
+WS_MESSAGES = 100
 # Each server the app can be served by (camera-tap --server), unlayered and layered.
 # The default run is picoserve's pair; --variant picks others.
 VARIANTS = {
@@ -77,6 +85,10 @@ GOALS = {
     ("slow_reader", "slot_free_ms"): ("<=", STALL_MS + LINGER_MS + 1000),
     ("slow_reader", "stall_reaps"): (">=", 1),
     ("slow_reader", "warn_lines"): ("=", 0),
+    ("websocket", "echoed"): ("=", WS_MESSAGES),
+    ("websocket", "reaped_after_ms"): ("<=", WS_KEEPALIVE_MS + 5000),
+    ("websocket", "reaped_keepalive"): (">=", 1),
+    ("websocket", "packets_from_vanished"): ("=", 0),
 }
 
 
@@ -447,8 +459,73 @@ class Run:
         self.figure("sse_over_cap", variant, "given_up", int(bool(seen.get("eventsClosed"))), "bool")
         self.figure("sse_over_cap", variant, "warn_lines", len(server.warn_lines(mark)), "lines")
 
+    def websocket(self, server, variant):
+        """Headless Chromium opens ws://device/ws and echoes 100 binary messages of 1 to
+        65536 bytes (sizes spread evenly, in a shuffled order, pseudo-random content),
+        each checked byte for byte. Then the tab vanishes without a close frame: the
+        browser's address is removed from the link, so no FIN, RST or ACK of it reaches
+        the device again (a raw socket on the TAP counts what still does). The WebSocket
+        must be reaped by its keepalive."""
+        settle()
+        mark = server.mark()
+        ip = lambda *args: subprocess.run(["ip", *args], capture_output=True, timeout=5)
+        ip("addr", "add", f"{VANISHING}/24", "dev", "tap0")
+        # Chromium connects from the vanishing address.
+        ip("route", "replace", f"{DEVICE}/32", "dev", "tap0", "src", VANISHING)
+        before = stats_after()
+        echoed, echo_ms, reaped_ms, sniffed = None, None, None, None
+        driver = ChromeDriver(self.args.workdir)
+        try:
+            session = driver.session()
+            try:
+                # A page of the device's origin (Chromium refuses a WebSocket to a
+                # private address from a blank page), not the camera page: its frames
+                # and event stream would vanish with the browser too.
+                session.navigate(f"http://{DEVICE}/stats")
+                session.timeouts(script_ms=60000)
+                result = session.script_async(WS_ECHO_SCRIPT, [f"ws://{DEVICE}/ws", WS_MESSAGES], timeout=90) or {}
+                echoed, echo_ms = result.get("matched"), result.get("ms")
+                if result.get("error"):
+                    log(f"  websocket: {result['error']}")
+                # The page's keep-alive connection ends first (the server's idle
+                # timeout: 5-6 s after the page), so only the WebSocket vanishes: open
+                # connections are then the WebSocket and the request asking.
+                wait_until = time.monotonic() + 8.0
+                while time.monotonic() < wait_until:
+                    stats = fetch_stats(timeout=1.0)
+                    if stats is not None and stats["open"] <= 2:
+                        break
+                    time.sleep(0.2)
+                with PacketCounter(VANISHING, DEVICE) as counter:
+                    ip("addr", "del", f"{VANISHING}/24", "dev", "tap0")
+                    since = time.monotonic()
+                    while time.monotonic() - since < BOUND_S:
+                        stats = fetch_stats(timeout=1.0)
+                        if stats is not None and (
+                            delta(before, stats, "closed.reaped_keepalive")
+                            or stats["open"] <= 1  # only this request
+                        ):
+                            reaped_ms = round((time.monotonic() - since) * 1000, 1)
+                            break
+                        time.sleep(0.1)
+                sniffed = counter.count
+            finally:
+                session.close()
+        finally:
+            driver.stop()
+            ip("route", "del", f"{DEVICE}/32")
+            ip("addr", "del", f"{VANISHING}/24", "dev", "tap0")
+        after = stats_after()
+        self.figure("websocket", variant, "echoed", echoed, f"of {WS_MESSAGES}")
+        self.figure("websocket", variant, "echo_ms", echo_ms, "ms")
+        self.figure("websocket", variant, "reaped_after_ms", reaped_ms, "ms")
+        self.figure("websocket", variant, "reaped_keepalive",
+                    delta(before, after, "closed.reaped_keepalive"), "count")
+        self.figure("websocket", variant, "packets_from_vanished", sniffed, "packets")
+        self.figure("websocket", variant, "warn_lines", len(server.warn_lines(mark)), "lines")
+
     SCENARIOS = ["correctness", "throughput", "cancels", "slowloris", "second_device",
-                 "sse_over_cap", "silent_closer", "slow_reader"]
+                 "sse_over_cap", "silent_closer", "slow_reader", "websocket"]
 
     def run(self):
         for variant in self.variants():
@@ -589,11 +666,97 @@ class Session:
     def script(self, source):
         return self.driver.request("POST", self.path + "/execute/sync", {"script": source, "args": []})
 
+    def timeouts(self, script_ms):
+        self.driver.request("POST", self.path + "/timeouts", {"script": script_ms})
+
+    def script_async(self, source, args, timeout=30):
+        """Runs `source` with `args` and a callback as its last argument; returns what
+        the script passes the callback (within the session's script timeout)."""
+        return self.driver.request("POST", self.path + "/execute/async",
+                                   {"script": source, "args": args}, timeout=timeout)
+
     def close(self):
         try:
             self.driver.request("DELETE", self.path)
         except OSError:
             pass
+
+
+# The WebSocket check in the browser: `count` binary messages, one at a time, each echo
+# compared byte for byte; calls back with the count that matched and the time taken.
+# Sizes 1..=65536 spread evenly, visited in a shuffled order (37 is prime to 100);
+# content from xorshift32, so every run sends the same bytes. The socket is left open.
+WS_ECHO_SCRIPT = """
+const [url, count, done] = arguments;
+const MAX = 65536;
+let state = 0x9e3779b9;
+const next = () => { state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0; return state; };
+const sizes = [];
+for (let i = 0; i < count; i++) {
+  const j = (i * 37) % count;
+  sizes.push(1 + Math.round(j * (MAX - 1) / (count - 1)));
+}
+const started = performance.now();
+let matched = 0, sent = null, index = 0, finished = false;
+const finish = (error) => {
+  if (finished) return;
+  finished = true;
+  done({ matched, ms: Math.round(performance.now() - started), error });
+};
+const ws = new WebSocket(url);
+ws.binaryType = "arraybuffer";
+const send = () => {
+  if (index === sizes.length) return finish(null);
+  sent = new Uint8Array(sizes[index++]);
+  for (let k = 0; k < sent.length; k++) sent[k] = next() & 0xff;
+  ws.send(sent);
+};
+ws.onopen = send;
+ws.onmessage = (event) => {
+  const got = new Uint8Array(event.data);
+  let same = got.length === sent.length;
+  for (let k = 0; same && k < got.length; k++) same = got[k] === sent[k];
+  if (same) matched++;
+  send();
+};
+ws.onerror = () => finish("error event");
+ws.onclose = (event) => finish("closed with " + event.code);
+setTimeout(() => finish("timed out"), 50000);
+"""
+
+
+class PacketCounter:
+    """Counts IPv4 packets from `source` to `destination` seen on tap0 while open (a raw
+    packet socket in a thread): what of a vanished peer still reaches the device."""
+
+    def __init__(self, source, destination):
+        self.match = socket.inet_aton(source) + socket.inet_aton(destination)
+        self.count = 0
+        self.stop = False
+
+    def __enter__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        self.sock.bind(("tap0", 0))
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self):
+        while not self.stop:
+            try:
+                frame = self.sock.recv(65536)
+            except OSError:
+                continue
+            # Ethernet header (14 bytes), then IPv4: source and destination at 12..20.
+            if frame[26:34] == self.match:
+                self.count += 1
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
 
 
 def main():

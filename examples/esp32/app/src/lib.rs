@@ -24,3 +24,4 @@ pub mod hand_written;
 pub mod routes;
 pub mod server;
 pub mod stats;
+pub mod ws_echo;

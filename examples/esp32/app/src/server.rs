@@ -15,7 +15,7 @@ use tcp_layers::{
 };
 use tcp_layers_picoserve::PicoserveSocket;
 
-use crate::{routes, stats};
+use crate::{routes, stats, ws_echo};
 
 /// Receive buffer per HTTP socket, bytes: a browser's request head is 400-800 bytes;
 /// 2 kB holds one with its cookies and a pipelined second one.
@@ -44,7 +44,8 @@ pub(crate) const TIMEOUTS: Timeouts = Timeouts {
 static CONFIG: Config = Config::new(TIMEOUTS).keep_connection_alive();
 
 /// The layers of [`serve_layered`] (and of every layered server), shown in the boot log.
-pub const LAYERS: &str = "quiet, limit, reaper, timewait, chunked, nodelay; /events as a stream";
+pub const LAYERS: &str =
+    "quiet, limit, reaper, timewait, chunked, nodelay; /events and /ws as streams";
 
 /// How connections ended, per reason; `/stats` shows them (via the event hook).
 static CLOSES: Counters = Counters::new();
@@ -132,6 +133,9 @@ macro_rules! serve_with {
             async |conn| {
                 let _open = stats::OpenConnection::accepted();
                 let mut http_buffer = http_buffers.take().await;
+                let Some(conn) = ws_echo::upgrade_or_http(conn, &mut http_buffer[..]).await else {
+                    return; // a WebSocket, served and ended
+                };
                 // picoserve ends the connection through the stack (`Connection::end`);
                 // the quiet layer has logged how, at the right level, so the result
                 // here is only a debug line.
