@@ -462,10 +462,10 @@ class Run:
     def websocket(self, server, variant):
         """Headless Chromium opens ws://device/ws and echoes 100 binary messages of 1 to
         65536 bytes (sizes spread evenly, in a shuffled order, pseudo-random content),
-        each checked byte for byte. Then the tab vanishes without a close frame: the
-        browser's address is removed from the link, so no FIN, RST or ACK of it reaches
-        the device again (a raw socket on the TAP counts what still does). The WebSocket
-        must be reaped by its keepalive."""
+        each checked byte for byte. Then, right after one more message, the tab vanishes
+        without a close frame: the browser's address is removed from the link, so no
+        FIN, RST or ACK of it reaches the device again (a raw socket on the TAP counts
+        what still does). The WebSocket must be reaped by its keepalive."""
         settle()
         mark = server.mark()
         ip = lambda *args: subprocess.run(["ip", *args], capture_output=True, timeout=5)
@@ -473,7 +473,7 @@ class Run:
         # Chromium connects from the vanishing address.
         ip("route", "replace", f"{DEVICE}/32", "dev", "tap0", "src", VANISHING)
         before = stats_after()
-        echoed, echo_ms, reaped_ms, sniffed = None, None, None, None
+        echoed, echo_ms, reaped_ms, sniffed, sent = None, None, None, None, None
         driver = ChromeDriver(self.args.workdir)
         try:
             session = driver.session()
@@ -496,6 +496,8 @@ class Run:
                     if stats is not None and stats["open"] <= 2:
                         break
                     time.sleep(0.2)
+                # One last message, so the silence starts at the vanish.
+                session.script_async(WS_LAST_SCRIPT, [], timeout=10)
                 with PacketCounter(VANISHING, DEVICE) as counter:
                     ip("addr", "del", f"{VANISHING}/24", "dev", "tap0")
                     since = time.monotonic()
@@ -508,7 +510,7 @@ class Run:
                             reaped_ms = round((time.monotonic() - since) * 1000, 1)
                             break
                         time.sleep(0.1)
-                sniffed = counter.count
+                sniffed, sent = counter.count, counter.answered
             finally:
                 session.close()
         finally:
@@ -522,6 +524,7 @@ class Run:
         self.figure("websocket", variant, "reaped_keepalive",
                     delta(before, after, "closed.reaped_keepalive"), "count")
         self.figure("websocket", variant, "packets_from_vanished", sniffed, "packets")
+        self.figure("websocket", variant, "packets_to_vanished", sent, "packets")
         self.figure("websocket", variant, "warn_lines", len(server.warn_lines(mark)), "lines")
 
     SCENARIOS = ["correctness", "throughput", "cancels", "slowloris", "second_device",
@@ -704,6 +707,7 @@ const finish = (error) => {
   done({ matched, ms: Math.round(performance.now() - started), error });
 };
 const ws = new WebSocket(url);
+window.wsEcho = ws;
 ws.binaryType = "arraybuffer";
 const send = () => {
   if (index === sizes.length) return finish(null);
@@ -724,14 +728,27 @@ ws.onclose = (event) => finish("closed with " + event.code);
 setTimeout(() => finish("timed out"), 50000);
 """
 
+# One byte through the open WebSocket, back; calls back with the echo's length.
+WS_LAST_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const ws = window.wsEcho;
+if (!ws || ws.readyState !== WebSocket.OPEN) return done(-1);
+ws.onmessage = (event) => done(event.data.byteLength);
+ws.send(new Uint8Array([42]));
+"""
+
 
 class PacketCounter:
-    """Counts IPv4 packets from `source` to `destination` seen on tap0 while open (a raw
-    packet socket in a thread): what of a vanished peer still reaches the device."""
+    """Counts IPv4 packets between `source` and `destination` seen on tap0 while open (a
+    raw packet socket in a thread): `count` from `source` (what of a vanished peer still
+    reaches the device), `answered` the other way (the device's pings and
+    retransmissions, proof that the counter sees the link)."""
 
     def __init__(self, source, destination):
         self.match = socket.inet_aton(source) + socket.inet_aton(destination)
+        self.reverse = socket.inet_aton(destination) + socket.inet_aton(source)
         self.count = 0
+        self.answered = 0
         self.stop = False
 
     def __enter__(self):
@@ -752,6 +769,8 @@ class PacketCounter:
             # Ethernet header (14 bytes), then IPv4: source and destination at 12..20.
             if frame[26:34] == self.match:
                 self.count += 1
+            elif frame[26:34] == self.reverse:
+                self.answered += 1
 
     def __exit__(self, *exc):
         self.stop = True

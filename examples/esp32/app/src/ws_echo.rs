@@ -61,7 +61,9 @@ pub async fn upgrade_or_http<C: Connection>(conn: C, buffer: &mut [u8]) -> Optio
     let mut conn = Replay::new(conn);
     let line = with_timeout(TIMEOUTS.start_read_request, conn.fill_line()).await;
     let is_ws = match line {
-        Ok(Ok(())) => conn.pending().starts_with(b"GET /ws ") || conn.pending().starts_with(b"GET /ws?"),
+        Ok(Ok(())) => {
+            conn.pending().starts_with(b"GET /ws ") || conn.pending().starts_with(b"GET /ws?")
+        }
         // The peer closed or failed: picoserve ends it as it ends any connection.
         Ok(Err(_)) => false,
         Err(_) => {
@@ -115,7 +117,11 @@ async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
             Ok(Incoming::Closed(_)) => return,
             Err(e) => return ended(&mut ws, e).await,
         };
-        let opcode = if first { piece.kind.opcode() } else { Opcode::Continuation };
+        let opcode = if first {
+            piece.kind.opcode()
+        } else {
+            Opcode::Continuation
+        };
         let fin = match piece.end {
             PieceEnd::Message => Fin::Final,
             PieceEnd::More | PieceEnd::Frame => Fin::More,
