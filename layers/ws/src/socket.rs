@@ -663,6 +663,12 @@ impl<C: Transport> WebSocket<C> {
     /// the last with [`Fin::Final`]) or a control frame (at most 125 bytes, `Final`;
     /// else [`WsError::InvalidFrame`] and nothing is sent). A queued pong goes out first,
     /// so control frames never land inside a data frame.
+    ///
+    /// Returns when the frame is written and flushed; on embassy-net a flush waits
+    /// until the peer acknowledged everything (one round trip). With a keepalive, a send
+    /// that has not finished `interval + deadline` after it started (the peer
+    /// acknowledges nothing: it vanished, or stopped reading) ends the connection like a
+    /// silent reader: [`WsError::PeerSilent`], [`CloseReason::Reaped`]`(`[`Deadline::Keepalive`]`)`.
     pub async fn send_frame(
         &mut self,
         opcode: Opcode,
@@ -677,17 +683,23 @@ impl<C: Transport> WebSocket<C> {
         }
         let mut head = [0u8; 10];
         let n = frame::write_header(fin, opcode, payload.len() as u64, &mut head);
-        let result = async {
+        let write = async {
             self.out.flush(&mut self.conn).await?;
             self.conn.write_all(&head[..n]).await?;
             self.conn.write_all(payload).await?;
             self.conn.flush().await
+        };
+        let result = match self.config.keepalive {
+            Keepalive::Off => Ok(write.await),
+            Keepalive::Ping { interval, deadline } => {
+                with_timeout(interval + deadline, write).await
+            }
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.stopped(Stop::Io(e)).await),
+            Err(_) => Err(self.stopped(Stop::Silent).await),
         }
-        .await;
-        result.map_err(|e| {
-            self.state = ReadState::Ended;
-            WsError::Io(e)
-        })
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The pong comes back through
