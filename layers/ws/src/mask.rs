@@ -94,6 +94,32 @@ mod tests {
         assert_eq!(&payload, b"Hello");
     }
 
+    /// Small enough for Miri, which checks the `align_to_mut` split: every length up to
+    /// a few words, at every offset from a word boundary, from every phase.
+    #[test]
+    fn short_payloads_at_every_offset_and_phase() {
+        let key = [0xA1, 0xB2, 0xC3, 0xD4];
+        for offset in 0..8 {
+            for phase in 0..4 {
+                for len in 0..=64 {
+                    let mut expected = [0u8; 64];
+                    for (i, b) in expected[..len].iter_mut().enumerate() {
+                        *b = (i * 7) as u8;
+                    }
+                    let mut reference = expected;
+                    let next = unmask_bytewise(&mut reference[..len], key, phase);
+                    // `offset` bytes after an 8-byte boundary.
+                    let mut buf = [0u8; 80];
+                    let start = buf.as_ptr().align_offset(8) + offset;
+                    let payload = &mut buf[start..start + len];
+                    payload.copy_from_slice(&expected[..len]);
+                    assert_eq!(unmask(payload, key, phase), next);
+                    assert_eq!(payload, &reference[..len]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn pieces_continue_the_key() {
         let key = [1, 2, 3, 4];

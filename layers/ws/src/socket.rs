@@ -422,6 +422,16 @@ async fn read_alive<C: Transport>(
     }
 }
 
+/// What a control frame this side writes carries.
+#[derive(Clone, Copy)]
+enum Body {
+    Empty,
+    /// A close status code.
+    Code(u16),
+    /// The first `len` bytes of the received control frame (a ping's payload).
+    Echo(usize),
+}
+
 /// Which of its own buffers the WebSocket reads into.
 enum Own {
     Head(Range<usize>),
@@ -663,6 +673,12 @@ impl<C: Transport> WebSocket<C> {
     /// the last with [`Fin::Final`]) or a control frame (at most 125 bytes, `Final`;
     /// else [`WsError::InvalidFrame`] and nothing is sent). A queued pong goes out first,
     /// so control frames never land inside a data frame.
+    ///
+    /// Returns when the frame is written and flushed; on embassy-net a flush waits
+    /// until the peer acknowledged everything (one round trip). With a keepalive, a send
+    /// that has not finished `interval + deadline` after it started (the peer
+    /// acknowledges nothing: it vanished, or stopped reading) ends the connection like a
+    /// silent reader: [`WsError::PeerSilent`], [`CloseReason::Reaped`]`(`[`Deadline::Keepalive`]`)`.
     pub async fn send_frame(
         &mut self,
         opcode: Opcode,
@@ -677,17 +693,23 @@ impl<C: Transport> WebSocket<C> {
         }
         let mut head = [0u8; 10];
         let n = frame::write_header(fin, opcode, payload.len() as u64, &mut head);
-        let result = async {
+        let write = async {
             self.out.flush(&mut self.conn).await?;
             self.conn.write_all(&head[..n]).await?;
             self.conn.write_all(payload).await?;
             self.conn.flush().await
+        };
+        let result = match self.config.keepalive {
+            Keepalive::Off => Ok(write.await),
+            Keepalive::Ping { interval, deadline } => {
+                with_timeout(interval + deadline, write).await
+            }
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.stopped(Stop::Io(e)).await),
+            Err(_) => Err(self.stopped(Stop::Silent).await),
         }
-        .await;
-        result.map_err(|e| {
-            self.state = ReadState::Ended;
-            WsError::Io(e)
-        })
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The pong comes back through
@@ -705,13 +727,10 @@ impl<C: Transport> WebSocket<C> {
         }
         self.closing = Closing::CloseSent;
         let timeout = self.config.close_timeout;
-        let sent = with_timeout(timeout, async {
-            self.out.flush(&mut self.conn).await?;
-            self.out.set(Opcode::Close, &code.to_be_bytes());
-            self.out.flush(&mut self.conn).await
-        })
-        .await;
-        if let Ok(Err(e)) = sent {
+        let sent = self
+            .write_control(Opcode::Close, Body::Code(code), Some(timeout))
+            .await;
+        if let Err(Some(e)) = sent {
             self.state = ReadState::Ended;
             return Err(WsError::Io(e));
         }
@@ -733,6 +752,37 @@ impl<C: Transport> WebSocket<C> {
                 self.end(CloseReason::LocalClose).await;
                 Ok(())
             }
+        }
+    }
+
+    /// Writes what is pending, then a control frame carrying `body`, within `limit`
+    /// (`None`: no limit). `Err(None)`: the limit passed first.
+    async fn write_control(
+        &mut self,
+        opcode: Opcode,
+        body: Body,
+        limit: Option<Duration>,
+    ) -> Result<(), Option<C::Error>> {
+        let write = async {
+            self.out.flush(&mut self.conn).await?;
+            let code;
+            let payload: &[u8] = match body {
+                Body::Empty => &[],
+                Body::Code(c) => {
+                    code = c.to_be_bytes();
+                    &code
+                }
+                Body::Echo(len) => &self.control[..len],
+            };
+            self.out.set(opcode, payload);
+            self.out.flush(&mut self.conn).await
+        };
+        match limit {
+            None => write.await.map_err(Some),
+            Some(limit) => match with_timeout(limit, write).await {
+                Ok(result) => result.map_err(Some),
+                Err(_) => Err(None),
+            },
         }
     }
 
@@ -759,19 +809,17 @@ impl<C: Transport> WebSocket<C> {
     /// Answers a ping whose payload is `control[..len]`. The pong is written within the
     /// keepalive's deadline: a peer that pings but does not read is a silent one.
     async fn pong(&mut self, len: usize) -> Result<(), WsError<C::Error>> {
-        let write = async {
-            self.out.flush(&mut self.conn).await?;
-            self.out.set(Opcode::Pong, &self.control[..len]);
-            self.out.flush(&mut self.conn).await
+        let limit = match self.config.keepalive {
+            Keepalive::Off => None,
+            Keepalive::Ping { deadline, .. } => Some(deadline),
         };
-        let result = match self.config.keepalive {
-            Keepalive::Off => Ok(write.await),
-            Keepalive::Ping { deadline, .. } => with_timeout(deadline, write).await,
-        };
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.stopped(Stop::Io(e)).await),
-            Err(_) => Err(self.stopped(Stop::Silent).await),
+        match self
+            .write_control(Opcode::Pong, Body::Echo(len), limit)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Some(e)) => Err(self.stopped(Stop::Io(e)).await),
+            Err(None) => Err(self.stopped(Stop::Silent).await),
         }
     }
 
@@ -797,20 +845,11 @@ impl<C: Transport> WebSocket<C> {
             Closing::Open => {
                 self.closing = Closing::CloseSent;
                 let echo = match status {
-                    CloseStatus::Code(code) => code.to_be_bytes(),
-                    _ => [0; 2],
+                    CloseStatus::Code(code) => Body::Code(code),
+                    _ => Body::Empty,
                 };
-                let echo_len = if matches!(status, CloseStatus::Code(_)) {
-                    2
-                } else {
-                    0
-                };
-                let _ = with_timeout(self.config.close_timeout, async {
-                    self.out.flush(&mut self.conn).await?;
-                    self.out.set(Opcode::Close, &echo[..echo_len]);
-                    self.out.flush(&mut self.conn).await
-                })
-                .await;
+                let limit = Some(self.config.close_timeout);
+                let _ = self.write_control(Opcode::Close, echo, limit).await;
                 CloseReason::PeerClosed
             }
         };
@@ -835,12 +874,9 @@ impl<C: Transport> WebSocket<C> {
         );
         if self.closing == Closing::Open {
             self.closing = Closing::CloseSent;
-            let _ = with_timeout(self.config.close_timeout, async {
-                self.out.flush(&mut self.conn).await?;
-                self.out.set(Opcode::Close, &e.close_code().to_be_bytes());
-                self.out.flush(&mut self.conn).await
-            })
-            .await;
+            let limit = Some(self.config.close_timeout);
+            let body = Body::Code(e.close_code());
+            let _ = self.write_control(Opcode::Close, body, limit).await;
         }
         self.end(CloseReason::LocalClose).await;
         WsError::Protocol(e)

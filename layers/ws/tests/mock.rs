@@ -436,3 +436,17 @@ fn a_cancelled_read_loses_nothing() {
         assert_eq!(mock.written(), [0x8A, 1, b'x']);
     });
 }
+
+#[test]
+fn a_send_the_peer_never_acknowledges_ends_after_interval_plus_deadline() {
+    run(async {
+        let mock = Mock::new().with_acks(tcp_layers_mock::Acks::Never);
+        let mut ws = WebSocket::new(mock.clone(), WsConfig::new().with_keepalive(KEEPALIVE));
+        assert_eq!(
+            ws.send(DataKind::Binary, &pattern(1000)).await,
+            Err(WsError::PeerSilent)
+        );
+        assert_eq!(elapsed(), Duration::from_secs(40));
+        assert_eq!(mock.ends(), [CloseReason::Reaped(Deadline::Keepalive)]);
+    });
+}

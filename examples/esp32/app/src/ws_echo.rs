@@ -19,10 +19,10 @@
 use embassy_time::{Duration, with_timeout};
 use tcp_layers::core::{ErrorType, Read, Write};
 use tcp_layers::http::server::{Ending, server_end_reason};
-use tcp_layers::{Connection, ConnectionClass};
-use tcp_layers_ws::{
+use tcp_layers::ws::{
     Fin, Incoming, Keepalive, Opcode, PieceEnd, WebSocket, WsConfig, handshake::accept_key,
 };
+use tcp_layers::{Connection, ConnectionClass};
 
 use crate::server::TIMEOUTS;
 
@@ -134,8 +134,8 @@ async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
 }
 
 /// After a WebSocket error: every error but a failed connection already ended it.
-async fn ended<C: Connection, E>(ws: &mut WebSocket<Replay<C>>, error: tcp_layers_ws::WsError<E>) {
-    if let tcp_layers_ws::WsError::Io(_) = error {
+async fn ended<C: Connection, E>(ws: &mut WebSocket<Replay<C>>, error: tcp_layers::ws::WsError<E>) {
+    if let tcp_layers::ws::WsError::Io(_) = error {
         let conn = ws.get_mut();
         let reason = server_end_reason(conn, Ending::Abort);
         conn.end(reason).await;
