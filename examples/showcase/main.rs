@@ -32,6 +32,8 @@ mod probes;
 mod report;
 mod scenarios;
 mod unmask;
+#[cfg(test)]
+mod smoke;
 mod variants;
 
 use std::process::ExitCode;
