@@ -31,9 +31,9 @@
 mod probes;
 mod report;
 mod scenarios;
-mod unmask;
 #[cfg(test)]
 mod smoke;
+mod unmask;
 mod variants;
 
 use std::process::ExitCode;

@@ -55,23 +55,28 @@ const REPLY_400: &[u8] =
 /// pieces echoed: `None` once the WebSocket is over and the connection ended. Anything
 /// else is HTTP: the connection comes back with the bytes read so far in front.
 ///
-/// A connection that sends nothing is ended after picoserve's first-request timeout, as
-/// picoserve would (with the layers, the reaper's first-byte deadline acts before).
+/// The waits are picoserve's: a connection that sends nothing within its first-request
+/// timeout is ended as picoserve ends it (with the layers, the reaper's first-byte
+/// deadline acts before), and one whose request line does not end within its
+/// read-request timeout is aborted.
 pub async fn upgrade_or_http<C: Connection>(conn: C, buffer: &mut [u8]) -> Option<Replay<C>> {
     let mut conn = Replay::new(conn);
-    let line = with_timeout(TIMEOUTS.start_read_request, conn.fill_line()).await;
-    let is_ws = match line {
-        Ok(Ok(())) => {
-            conn.pending().starts_with(b"GET /ws ") || conn.pending().starts_with(b"GET /ws?")
-        }
-        // The peer closed or failed: picoserve ends it as it ends any connection.
-        Ok(Err(_)) => false,
-        Err(_) => {
-            let reason = server_end_reason(&conn, Ending::Shutdown);
-            conn.end(reason).await;
-            return None;
-        }
+    let ending = match with_timeout(TIMEOUTS.start_read_request, conn.fill_first()).await {
+        Ok(Ok(())) => match with_timeout(TIMEOUTS.read_request, conn.fill_line()).await {
+            Ok(Ok(())) => None,
+            // The peer closed or failed: picoserve ends it as it ends any connection.
+            Ok(Err(_)) => return Some(conn),
+            Err(_) => Some(Ending::Abort),
+        },
+        Ok(Err(_)) => return Some(conn),
+        Err(_) => Some(Ending::Shutdown),
     };
+    if let Some(ending) = ending {
+        let reason = server_end_reason(&conn, ending);
+        conn.end(reason).await;
+        return None;
+    }
+    let is_ws = conn.pending().starts_with(b"GET /ws ") || conn.pending().starts_with(b"GET /ws?");
     if !is_ws {
         return Some(conn);
     }
@@ -205,6 +210,12 @@ impl<C: Connection> Replay<C> {
     /// The bytes read and not yet handed out.
     fn pending(&self) -> &[u8] {
         &self.bytes[self.start..self.end]
+    }
+
+    /// Reads once: the first bytes of the connection, or none when the peer closed.
+    async fn fill_first(&mut self) -> Result<(), C::Error> {
+        self.end += self.inner.read(&mut self.bytes[self.end..]).await?;
+        Ok(())
     }
 
     /// Reads until the first line ends, [`LINE_BYTES`] are read or the peer closed.
