@@ -31,6 +31,8 @@
 mod probes;
 mod report;
 mod scenarios;
+#[cfg(test)]
+mod smoke;
 mod unmask;
 mod variants;
 

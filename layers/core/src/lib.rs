@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod event;
+pub mod exchange;
 
 #[cfg(feature = "embassy-net")]
 mod embassy;
@@ -13,6 +14,7 @@ pub mod tokio_stream;
 pub use core::net::SocketAddr;
 pub use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 mod layer;
+pub use exchange::Exchange;
 pub use layer::{Identity, Layer, Stack};
 
 /// The state of a TCP connection, as RFC 793 names it.
