@@ -6,6 +6,7 @@
 mod fmt;
 
 pub mod frame;
+#[cfg(feature = "handshake")]
 pub mod handshake;
 pub mod mask;
 mod socket;

@@ -524,6 +524,8 @@ impl<C: Transport> WebSocket<C> {
     /// ([`WsError::PeerSilent`]). A close frame from the peer is echoed and the
     /// connection ended: [`Incoming::Closed`]. A frame that breaks the protocol or
     /// exceeds the payload cap closes with 1002, 1007 or 1009: [`WsError::Protocol`].
+    /// An empty `buf` in the middle of a frame returns an empty piece
+    /// ([`PieceEnd::More`]).
     pub async fn read<'b>(&mut self, buf: &'b mut [u8]) -> Result<Incoming<'b>, WsError<C::Error>> {
         loop {
             match self.state {
@@ -857,10 +859,15 @@ impl<C: Transport> WebSocket<C> {
         Ok(Incoming::Closed(status))
     }
 
-    /// The peer's FIN without a close frame.
+    /// The peer's FIN without a close frame: the end ([`CloseReason::LocalClose`] when
+    /// this side had started the close).
     async fn peer_gone<'b>(&mut self) -> Result<Incoming<'b>, WsError<C::Error>> {
         debug!("ws: the peer closed the connection without a close frame");
-        self.end(CloseReason::PeerClosed).await;
+        let reason = match self.closing {
+            Closing::CloseSent => CloseReason::LocalClose,
+            Closing::Open => CloseReason::PeerClosed,
+        };
+        self.end(reason).await;
         Ok(Incoming::Closed(CloseStatus::NoCloseFrame))
     }
 
