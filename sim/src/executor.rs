@@ -55,6 +55,9 @@ struct Task {
 
 struct Executor {
     ready: Arc<ReadyQueue>,
+    /// embassy-executor's raw executor, for firmware tasks spawned with a `Spawner`.
+    #[cfg(feature = "embassy-executor")]
+    embassy: crate::embassy::EmbassyExecutor,
     /// Indexed by task id; ids are never reused within a run. `None` once finished.
     tasks: RefCell<Vec<Option<Task>>>,
     polls: Cell<u64>,
@@ -66,9 +69,21 @@ impl Executor {
             ready: Arc::new(ReadyQueue {
                 queue: Mutex::new(VecDeque::new()),
             }),
+            #[cfg(feature = "embassy-executor")]
+            embassy: crate::embassy::EmbassyExecutor::new(),
             tasks: RefCell::new(Vec::new()),
             polls: Cell::new(0),
         }
+    }
+
+    /// Polls the ready tasks of embassy-executor's raw executor, if any; true if it did.
+    fn poll_embassy(&self) -> bool {
+        #[cfg(feature = "embassy-executor")]
+        if self.embassy.poll_if_pended() {
+            self.polls.set(self.polls.get() + 1);
+            return true;
+        }
+        false
     }
 
     fn add(&self, future: TaskFuture) -> usize {
@@ -237,6 +252,9 @@ fn run_inner<T: 'static>(
                 return Ok(v);
             }
         }
+        if exec.poll_embassy() {
+            continue;
+        }
         match time::next_due() {
             None => {
                 crate::net::print_registered_traces(40);
@@ -253,6 +271,24 @@ fn run_inner<T: 'static>(
             }
         }
     }
+}
+
+/// The spawner of the current run's embassy-executor: spawn `#[embassy_executor::task]`
+/// functions with it as firmware does with the one its `main` gets. They run beside the
+/// tasks of [`spawn`], in the same virtual time; `SendSpawner::for_current_executor` works
+/// inside them.
+///
+/// A task that has not finished when the run ends is never polled again and is not
+/// dropped (embassy-executor cannot drop a task from outside): it keeps its slot of the
+/// task's `static` pool for the rest of the process, so spawning that task again in a
+/// later run fails with `SpawnError::Busy`. Run one such simulation per test binary
+/// (every file in `tests/` is its own binary), or let the tasks end.
+///
+/// # Panics
+/// When called outside [`run`].
+#[cfg(feature = "embassy-executor")]
+pub fn spawner() -> embassy_executor::Spawner {
+    current().embassy.spawner()
 }
 
 /// The current virtual time (the same as `embassy_time::Instant::now()`).
