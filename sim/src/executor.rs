@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use embassy_time::{Duration, Instant};
@@ -30,7 +30,9 @@ struct ReadyQueue {
 struct TaskWaker {
     id: usize,
     queued: AtomicBool,
-    ready: Arc<ReadyQueue>,
+    /// Weak: a waker may outlive its run inside a host's stack state, which is never
+    /// freed (see `HOST_RETAINED_BYTES`); the queue must not live on with it.
+    ready: Weak<ReadyQueue>,
 }
 
 impl Wake for TaskWaker {
@@ -38,8 +40,10 @@ impl Wake for TaskWaker {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.ready
+        if !self.queued.swap(true, Ordering::AcqRel)
+            && let Some(ready) = self.ready.upgrade()
+        {
+            ready
                 .queue
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -92,7 +96,7 @@ impl Executor {
         let waker = Arc::new(TaskWaker {
             id,
             queued: AtomicBool::new(false),
-            ready: self.ready.clone(),
+            ready: Arc::downgrade(&self.ready),
         });
         tasks.push(Some(Task {
             future: Some(future),

@@ -12,10 +12,20 @@ fn the_layered_app_meets_the_goals() {
     // Every cancel classified and counted, none logged as a fault.
     assert_eq!(f.cancels_counted, 30);
     // The reaper frees the stalled slot (its 5 s stall deadline), well before 8 s.
-    let free = f.slow_reader_slot_free.expect("the slow reader's slot was freed");
-    assert!(free.as_millis() <= 8000, "slot free after {} ms", free.as_millis());
+    let free = f
+        .slow_reader_slot_free
+        .expect("the slow reader's slot was freed");
+    assert!(
+        free.as_millis() <= 8000,
+        "slot free after {} ms",
+        free.as_millis()
+    );
     assert!(f.stall_reaps >= 1);
     // Slowloris from one address does not keep a second device out.
-    assert!(f.slowloris_legit_ok_ratio >= 0.99, "{}", f.slowloris_legit_ok_ratio);
+    assert!(
+        f.slowloris_legit_ok_ratio >= 0.99,
+        "{}",
+        f.slowloris_legit_ok_ratio
+    );
     assert_eq!(f.warn_lines, 0);
 }

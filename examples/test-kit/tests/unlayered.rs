@@ -12,5 +12,9 @@ fn the_unlayered_app_misses_the_goals() {
     // ...but no cancel is classified, and slowloris keeps the second device out.
     assert_eq!(f.cancels_counted, 0);
     assert_eq!(f.stall_reaps, 0);
-    assert!(f.slowloris_legit_ok_ratio < 0.99, "{}", f.slowloris_legit_ok_ratio);
+    assert!(
+        f.slowloris_legit_ok_ratio < 0.99,
+        "{}",
+        f.slowloris_legit_ok_ratio
+    );
 }
