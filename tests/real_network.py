@@ -606,6 +606,9 @@ def main():
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print the server logs")
+    parser.add_argument("--record", metavar="FILE",
+                        help="also write every figure to FILE, one JSON object per line "
+                             "(what tests/agreement.py compares with the simulation)")
     parser.add_argument("--variant", dest="variants", action="append", choices=list(VARIANTS),
                         help="run this variant (repeatable; default: picoserve and picoserve_layered)")
     parser.add_argument("--scenario", dest="scenarios", action="append",
@@ -613,6 +616,10 @@ def main():
     args = parser.parse_args()
     run = Run(args)
     run.run()
+    if args.record:
+        with open(args.record, "w") as f:
+            for figure in run.figures:
+                f.write(json.dumps(figure) + "\n")
     if not args.json:
         run.table()
     if args.check and not run.check():

@@ -10,10 +10,11 @@
 # Needs root (or sudo) for the namespace, and the Debian packages curl, wrk,
 # slowhttptest, chromium, chromium-driver and python3, which .ci/run installs.
 #
-# Usage: tests/real_network.sh [--json] [--check] [--verbose] [--variant V]... [--scenario S]...
+# Usage: tests/real_network.sh [--json] [--check] [--record FILE] [--verbose] [--variant V]... [--scenario S]...
 #   (no flag)   a table of every figure, picoserve unlayered vs layered
 #   --json      one JSON object per figure (scenario, variant, metric, value, unit)
 #   --check     exit 1 when a layered figure misses a goal that is checked
+#   --record    also write the figures as JSON lines to FILE (for tests/agreement.py)
 #   --variant   picoserve, hand_written, edge_http, each also with _layered (the app
 #               served by picoserve, a hand-written loop or edge-http; repeatable)
 set -euo pipefail

@@ -27,6 +27,8 @@
 mod probes;
 mod report;
 mod scenarios;
+#[cfg(test)]
+mod smoke;
 mod variants;
 
 use std::process::ExitCode;

@@ -787,16 +787,23 @@ async fn browser_connection(
 // A browser's connections to one host, as Chromium uses them. Fitted to headless
 // Chromium against embassy-net over a TAP device (tests/real_network.sh, README "Run
 // your embassy server on your PC"), where a page with 6 busy tiles and an EventSource
-// behaved as modelled here and as `browser` above does not.
+// behaved as modelled here and as `browser` above does not; each rule is measured by
+// tests/browser_model.py (named figures below), which CI runs against headless
+// Chromium and compares with these constants.
 
 /// The most connections a browser keeps to one host: 6, Chromium's HTTP/1.1 limit per
 /// host. Measured with headless Chromium against embassy-net over a TAP device
 /// (tests/real_network.sh): a page with images keeps up to 6 connections busy, back to
-/// back, and its EventSource counts against the same 6.
+/// back, and its EventSource counts against the same 6. tests/browser_model.py:
+/// `peak_connections` 6 (12 slow images), `peak_connections_beside_a_stream` 5 (the
+/// same with the page's EventSource open), `requests_per_connection` 2.0 (keep-alive
+/// reuse).
 pub const CONNECTIONS_PER_HOST: usize = 6;
 
 /// How long an EventSource waits before it reconnects when the server has sent no
-/// `retry:` field: 3 s, Chromium's default reconnection time.
+/// `retry:` field: 3 s, Chromium's default reconnection time. tests/browser_model.py:
+/// `event_source_retry_ms` about 3000 (a stream that ended), and
+/// `event_source_retry_after_reset_ms` about 3000 (a reset before any answer).
 pub const EVENT_SOURCE_RETRY: Duration = Duration::from_secs(3);
 
 /// How often the browser sweeps its idle connections, closing those the server has
@@ -866,7 +873,8 @@ pub struct PoolStats {
 ///   only when it picks it for a request (the request then goes to a new connection)
 ///   or at the next [`PoolConfig::idle_sweep`];
 /// - a request on a reused connection that ends before any byte of the answer is sent
-///   again once, on a new connection;
+///   again once, on a new connection (tests/browser_model.py: `retried_on_reused_reset`
+///   1, `fetch_ok_after_reset` 1);
 /// - a failed connect fails the request at the head of the queue.
 ///
 /// Requests and streams go through [`ConnectionPool::get`] and
@@ -1473,7 +1481,10 @@ impl SourceShared {
 /// - after a 200 `text/event-stream` answer that carried `retry: <ms>` and then closed
 ///   it reconnects after those milliseconds (without `retry:`, after
 ///   [`EVENT_SOURCE_RETRY`], as the HTML standard's reconnection rule says);
-/// - after any other answer (a 503, a 204, another content type) it gives up for good.
+///   tests/browser_model.py: `event_source_retry_field_ms` about 1000 after
+///   `retry: 1000`;
+/// - after any other answer (a 503, a 204, another content type) it gives up for good
+///   (tests/browser_model.py: `event_source_requests_after_503` 0).
 pub struct EventSource {
     shared: Rc<SourceShared>,
 }

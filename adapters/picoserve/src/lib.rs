@@ -7,7 +7,7 @@ use picoserve::io::{ErrorType, Read, Socket};
 use picoserve::mem::BorrowedCursor;
 use picoserve::time::Timer;
 use picoserve::{EmbassyRuntime, Timeouts};
-use tcp_layers_core::{CloseReason, Connection, Deadline, Write as _};
+use tcp_layers_core::{CloseReason, Connection, Deadline, Exchange, Write as _};
 
 use tcp_layers_http::StreamPaths;
 use tcp_layers_http::server::{Ending, ReadHalf, Split, WriteHalf, quiet_read, server_end_reason};
@@ -37,22 +37,11 @@ pub enum FlushMode {
     Acknowledged,
 }
 
-/// Where the current request/response exchange stands, as picoserve's reads and writes
-/// show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Exchange {
-    /// No byte read yet on this connection.
-    Fresh,
-    /// Bytes of the current request were read, no response byte written since.
-    Request,
-    /// A response was written; the next bytes read start the next request.
-    Responded,
-}
-
 /// What the two halves record for the socket as a whole.
 struct IoState {
     /// Bytes were written since the last flush that waited for the acknowledgement.
     unacknowledged: Cell<bool>,
+    /// Where the exchange stands, as picoserve's reads and writes show it.
     exchange: Cell<Exchange>,
     /// Set when a read starts and cleared when it returns: still set after picoserve
     /// dropped a read unfinished (its timeout fired).
@@ -86,8 +75,8 @@ impl IoState {
         } else if self.reading.get() {
             match self.exchange.get() {
                 Exchange::Fresh => Deadline::FirstByte,
-                Exchange::Responded => Deadline::Idle,
                 Exchange::Request => Deadline::Request,
+                Exchange::Response | Exchange::Responded => Deadline::Idle,
             }
         } else {
             return None;
@@ -203,7 +192,7 @@ impl<C: Connection> Read for PicoserveReader<'_, C> {
         io.reading.set(false);
         match result {
             Ok(0) => {}
-            Ok(_) => io.exchange.set(Exchange::Request),
+            Ok(n) => io.exchange.set(io.exchange.get().after_read(n)),
             Err(_) => io.failed.set(true),
         }
         result
@@ -219,7 +208,7 @@ impl<C: Connection> PicoserveWriter<'_, C> {
     fn writing(&self) {
         self.io.writing.set(true);
         self.io.unacknowledged.set(true);
-        self.io.exchange.set(Exchange::Responded);
+        self.io.exchange.set(Exchange::Response);
     }
 }
 

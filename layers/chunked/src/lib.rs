@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 
 use embassy_futures::yield_now;
 use tcp_layers_core::{
-    CloseReason, Connection, ErrorType, Layer, Read, Write, delegate_connection,
+    CloseReason, Connection, ErrorType, Exchange, Layer, Read, Write, delegate_connection,
 };
 
 // The logging macros, `defmt` or `log` as the features say.
@@ -108,7 +108,8 @@ impl<C: Connection, const COALESCE: usize> Layer<C> for ChunkedLayer<COALESCE> {
             chunk_size: self.chunk_size,
             unyielded: 0,
             held_len: 0,
-            phase: Phase::BetweenResponses,
+            exchange: Exchange::Fresh,
+            length: Length::PerWrite,
             sent: 0,
             expected: 0,
             held: [0; COALESCE],
@@ -145,13 +146,13 @@ impl core::fmt::Display for ResponseProgress {
     }
 }
 
-/// Where the connection is in its request/response cycle, as the I/O pattern shows it.
+/// What the layer knows of the current response's length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// No write since the last read that returned data (or since the wrap).
-    BetweenResponses,
-    /// Writing a response; `announced` when the server gave its total length.
-    Responding { announced: bool },
+enum Length {
+    /// Only the writes so far: the end of the latest write call is what is expected.
+    PerWrite,
+    /// The server announced the total ([`Chunked::expect_response_len`]).
+    Announced,
 }
 
 /// A connection whose writes go out in pieces of at most the layer's chunk size. Made
@@ -167,7 +168,9 @@ pub struct Chunked<C, const COALESCE: usize = 0> {
     /// the next write there, and it only counts once the write below returns, so a
     /// dropped merge leaves nothing behind.
     held_len: u16,
-    phase: Phase,
+    /// A response starts at the first write after a read that returned data.
+    exchange: Exchange,
+    length: Length,
     sent: u32,
     /// The announced total, or the end (in response bytes) of the latest write call.
     expected: u32,
@@ -194,10 +197,11 @@ impl<C, const COALESCE: usize> Chunked<C, COALESCE> {
     /// How far the current (or last) response got.
     pub fn progress(&self) -> ResponseProgress {
         let accepted = self.sent.saturating_add(u32::from(self.held_len));
-        let expected = match self.phase {
-            Phase::Responding { announced: true } => Some(self.expected),
-            _ if self.expected > accepted => Some(self.expected),
-            _ => None,
+        let announced = self.exchange.answered() && self.length == Length::Announced;
+        let expected = match announced {
+            true => Some(self.expected),
+            false if self.expected > accepted => Some(self.expected),
+            false => None,
         };
         ResponseProgress {
             sent: self.sent,
@@ -211,7 +215,7 @@ impl<C, const COALESCE: usize> Chunked<C, COALESCE> {
     /// write; it starts the count of a new response.
     pub fn expect_response_len(&mut self, total: usize) {
         self.begin_response();
-        self.phase = Phase::Responding { announced: true };
+        self.length = Length::Announced;
         self.expected = saturate(total);
     }
 
@@ -221,7 +225,8 @@ impl<C, const COALESCE: usize> Chunked<C, COALESCE> {
     }
 
     fn begin_response(&mut self) {
-        self.phase = Phase::Responding { announced: false };
+        self.exchange = Exchange::Response;
+        self.length = Length::PerWrite;
         self.sent = 0;
         self.expected = 0;
         self.unyielded = 0;
@@ -324,9 +329,7 @@ impl<C: Connection, const COALESCE: usize> Read for Chunked<C, COALESCE> {
             self.drain_held().await?;
         }
         let n = self.inner.read(buf).await?;
-        if n > 0 {
-            self.phase = Phase::BetweenResponses;
-        }
+        self.exchange = self.exchange.after_read(n);
         Ok(n)
     }
 }
@@ -336,15 +339,15 @@ impl<C: Connection, const COALESCE: usize> Write for Chunked<C, COALESCE> {
         if buf.is_empty() {
             return Ok(0);
         }
-        match self.phase {
-            Phase::BetweenResponses => {
+        match (self.exchange.answered(), self.length) {
+            (false, _) => {
                 self.begin_response();
                 self.expected = self.accepted().saturating_add(saturate(buf.len()));
             }
-            Phase::Responding { announced: false } => {
+            (true, Length::PerWrite) => {
                 self.expected = self.accepted().saturating_add(saturate(buf.len()));
             }
-            Phase::Responding { announced: true } => {}
+            (true, Length::Announced) => {}
         }
         if self.unyielded >= self.chunk_size {
             yield_now().await;

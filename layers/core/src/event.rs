@@ -50,8 +50,8 @@ pub enum Event {
     AcceptError {
         /// Consecutive failures so far, this one included.
         consecutive: u32,
-        /// How long the loop waits before the next try, in milliseconds.
-        backoff_ms: u32,
+        /// How long the loop waits before the next try.
+        backoff: core::time::Duration,
     },
     /// A connection asked to become a stream and the stream cap was reached.
     StreamRefused,

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod event;
+pub mod exchange;
 
 #[cfg(feature = "embassy-net")]
 mod embassy;
@@ -13,6 +14,7 @@ pub mod tokio_stream;
 pub use core::net::SocketAddr;
 pub use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 mod layer;
+pub use exchange::Exchange;
 pub use layer::{Identity, Layer, Stack};
 
 /// The state of a TCP connection, as RFC 793 names it.
@@ -109,11 +111,15 @@ pub enum Deadline {
     RequestTooLarge,
     /// A response made no send progress in time (slow reader or vanished peer).
     Stall,
+    /// A long-lived stream's peer showed no sign of life (a pong, any frame, the
+    /// acknowledgement of a keepalive) within the keepalive deadline: it vanished
+    /// without a FIN or RST (power loss, Wi-Fi out of range, a killed tab behind NAT).
+    Keepalive,
 }
 
 impl Deadline {
     /// A short, stable name (`"first_byte"`, `"idle"`, `"request"`,
-    /// `"request_too_large"`, `"stall"`).
+    /// `"request_too_large"`, `"stall"`, `"keepalive"`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::FirstByte => "first_byte",
@@ -121,6 +127,7 @@ impl Deadline {
             Self::Request => "request",
             Self::RequestTooLarge => "request_too_large",
             Self::Stall => "stall",
+            Self::Keepalive => "keepalive",
         }
     }
 }
@@ -159,7 +166,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order (each deadline listed once).
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         Self::PeerClosed,
         Self::ClientCancelled,
         Self::PeerReset,
@@ -169,6 +176,7 @@ impl CloseReason {
         Self::Reaped(Deadline::Request),
         Self::Reaped(Deadline::RequestTooLarge),
         Self::Reaped(Deadline::Stall),
+        Self::Reaped(Deadline::Keepalive),
         Self::Evicted,
         Self::OverBudget,
         Self::LocalError,
@@ -187,9 +195,10 @@ impl CloseReason {
             Self::Reaped(Deadline::Request) => 6,
             Self::Reaped(Deadline::RequestTooLarge) => 7,
             Self::Reaped(Deadline::Stall) => 8,
-            Self::Evicted => 9,
-            Self::OverBudget => 10,
-            Self::LocalError => 11,
+            Self::Reaped(Deadline::Keepalive) => 9,
+            Self::Evicted => 10,
+            Self::OverBudget => 11,
+            Self::LocalError => 12,
         }
     }
 
@@ -205,6 +214,7 @@ impl CloseReason {
             Self::Reaped(Deadline::Request) => "reaped_request",
             Self::Reaped(Deadline::RequestTooLarge) => "reaped_request_too_large",
             Self::Reaped(Deadline::Stall) => "reaped_stall",
+            Self::Reaped(Deadline::Keepalive) => "reaped_keepalive",
             Self::Evicted => "evicted",
             Self::OverBudget => "over_budget",
             Self::LocalError => "local_error",
@@ -560,7 +570,7 @@ mod tests {
         for (i, r) in CloseReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i, "{r}");
         }
-        let mut names: [&str; 12] = CloseReason::ALL.map(|r| r.as_str());
+        let mut names: [&str; CloseReason::ALL.len()] = CloseReason::ALL.map(|r| r.as_str());
         names.sort_unstable();
         assert!(names.windows(2).all(|w| w[0] != w[1]), "names are unique");
     }

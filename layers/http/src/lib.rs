@@ -8,6 +8,7 @@ pub mod reply;
 pub mod request_line;
 pub mod response;
 pub mod server;
+pub mod sse;
 pub mod stream_paths;
 
 pub use stream_paths::{StreamPaths, StreamPathsLayer};

@@ -129,7 +129,7 @@ impl AcceptLoop {
         let _ = error;
         event::emit(Event::AcceptError {
             consecutive: self.consecutive,
-            backoff_ms,
+            backoff: core::time::Duration::from_micros(backoff.as_micros()),
         });
         backoff
     }

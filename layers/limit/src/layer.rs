@@ -5,7 +5,8 @@ use core::pin::{Pin, pin};
 use core::task::Poll;
 
 use tcp_layers_core::{
-    ClassFull, CloseReason, Connection, ConnectionClass, Deadline, ErrorType, Layer, Read, Write,
+    ClassFull, CloseReason, Connection, ConnectionClass, Deadline, ErrorType, Exchange, Layer,
+    Read, Write,
 };
 
 use embassy_time::Timer;
@@ -48,16 +49,16 @@ impl<C: Connection, const N: usize> Layer<C> for LimitLayer<N> {
     /// fails every write with `ended_error(CloseReason::OverBudget)`; its `end` resets
     /// it, so the socket is free at once.
     fn layer(&self, inner: C) -> Limit<C, N> {
-        let (slot, phase) = match self.budget.admit(peer_key(inner.remote())) {
-            Admission::Slot(slot) => (Some(slot), Phase::Request),
-            Admission::Refused => (None, Phase::Refused),
+        let (slot, standing) = match self.budget.admit(peer_key(inner.remote())) {
+            Admission::Slot(slot) => (Some(slot), Standing::Admitted(Exchange::Fresh)),
+            Admission::Refused => (None, Standing::Refused),
         };
         Limit {
             inner,
             permit: Permit {
                 budget: self.budget,
                 slot,
-                phase,
+                standing,
                 class: ConnectionClass::Request,
             },
         }
@@ -79,14 +80,13 @@ fn peer_key(remote: Option<core::net::SocketAddr>) -> u32 {
     key.max(1)
 }
 
-/// Where the connection is in its keep-alive cycle, inferred from its I/O.
+/// Where the connection stands with the budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Reading a request (or waiting for the first one): busy.
-    Request,
-    /// Something was written since the last read returned data: the next read that
+enum Standing {
+    /// Admitted. While its exchange has not [`answered`](Exchange::answered) it reads
+    /// a request (or waits for the first one): busy. Once answered, the next read that
     /// has to wait is the idle wait between keep-alive requests.
-    Response,
+    Admitted(Exchange),
     /// The budget told it to close: reads give `Ok(0)`, writes fail.
     Evicted,
     /// Every socket was taken and it had been reading its request head the longest:
@@ -134,7 +134,7 @@ struct Permit<const N: usize> {
     budget: &'static Budget<N>,
     /// The slot in the budget's table; `None` when refused at accept.
     slot: Option<u8>,
-    phase: Phase,
+    standing: Standing,
     class: ConnectionClass,
 }
 
@@ -182,13 +182,13 @@ impl<C, const N: usize> Limit<C, N> {
 /// returned or was cancelled) marks it busy again and notes an eviction.
 struct IdleRead<'a, const N: usize> {
     ticket: Ticket<N>,
-    phase: &'a mut Phase,
+    standing: &'a mut Standing,
 }
 
 impl<const N: usize> Drop for IdleRead<'_, N> {
     fn drop(&mut self) {
         if self.ticket.end_idle() {
-            *self.phase = Phase::Evicted;
+            *self.standing = Standing::Evicted;
         }
     }
 }
@@ -199,22 +199,27 @@ impl<C: Connection, const N: usize> ErrorType for Limit<C, N> {
 
 impl<C: Connection, const N: usize> Read for Limit<C, N> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        match self.permit.phase {
+        match self.permit.standing {
             // What a server handles quietly: the end of the connection, as far as it
             // knows. The reason is in `close_reason()`.
-            Phase::Refused | Phase::QueueTimedOut | Phase::Evicted | Phase::Displaced => {
+            Standing::Refused
+            | Standing::QueueTimedOut
+            | Standing::Evicted
+            | Standing::Displaced => {
                 return Ok(0);
             }
             _ if self.permit.class == ConnectionClass::Stream => return self.inner.read(buf).await,
-            Phase::Request => return self.read_request(buf).await,
-            Phase::Response => {}
+            Standing::Admitted(exchange) if !exchange.answered() => {
+                return self.read_request(buf).await;
+            }
+            Standing::Admitted(_) => {}
         }
         let Some(ticket) = self.ticket() else {
             return Ok(0);
         };
         let idle = IdleRead {
             ticket,
-            phase: &mut self.permit.phase,
+            standing: &mut self.permit.standing,
         };
         let mut grace = Some(Timer::after(idle.ticket.idle_grace()));
         let result = {
@@ -243,11 +248,11 @@ impl<C: Connection, const N: usize> Read for Limit<C, N> {
         };
         drop(idle);
         match result {
-            _ if self.permit.phase == Phase::Evicted => Ok(0),
+            _ if self.permit.standing == Standing::Evicted => Ok(0),
             None => Ok(0),
             Some(Ok(n)) => {
-                if n > 0 {
-                    self.permit.phase = Phase::Request;
+                if let Standing::Admitted(exchange) = &mut self.permit.standing {
+                    *exchange = exchange.after_read(n);
                 }
                 Ok(n)
             }
@@ -276,7 +281,7 @@ impl<C: Connection, const N: usize> Limit<C, N> {
         match result {
             Some(r) => r,
             None => {
-                self.permit.phase = Phase::Displaced;
+                self.permit.standing = Standing::Displaced;
                 Ok(0)
             }
         }
@@ -300,7 +305,8 @@ impl<C: Connection, const N: usize> Limit<C, N> {
         })
         .await;
         if granted {
-            self.permit.phase = Phase::Response;
+            // The response starts: the exchange has answered from its first byte on.
+            self.permit.standing = Standing::Admitted(Exchange::Response);
         }
         granted
     }
@@ -308,18 +314,18 @@ impl<C: Connection, const N: usize> Limit<C, N> {
 
 impl<C: Connection, const N: usize> Write for Limit<C, N> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        let (bytes, refused) = match self.permit.phase {
-            Phase::Refused | Phase::QueueTimedOut => {
+        let (bytes, refused) = match self.permit.standing {
+            Standing::Refused | Standing::QueueTimedOut => {
                 return Err(self.inner.ended_error(CloseReason::OverBudget));
             }
-            Phase::Evicted => return Err(self.inner.ended_error(CloseReason::Evicted)),
-            Phase::Displaced => {
+            Standing::Evicted => return Err(self.inner.ended_error(CloseReason::Evicted)),
+            Standing::Displaced => {
                 return Err(self
                     .inner
                     .ended_error(CloseReason::Reaped(Deadline::Request)));
             }
-            Phase::Response => (buf, false),
-            Phase::Request => {
+            Standing::Admitted(exchange) if exchange.answered() => (buf, false),
+            Standing::Admitted(_) => {
                 let Some(ticket) = self.ticket() else {
                     return Err(self.inner.ended_error(CloseReason::OverBudget));
                 };
@@ -327,7 +333,7 @@ impl<C: Connection, const N: usize> Write for Limit<C, N> {
                     true => (buf, false),
                     false => {
                         // Refused after waiting: the refusal reply, then the write fails.
-                        self.permit.phase = Phase::QueueTimedOut;
+                        self.permit.standing = Standing::QueueTimedOut;
                         (ticket.refusal_reply(), true)
                     }
                 }
@@ -367,11 +373,11 @@ impl<C: Connection, const N: usize> Connection for Limit<C, N> {
     );
 
     fn close_reason(&self) -> Option<CloseReason> {
-        match self.permit.phase {
-            Phase::Evicted => Some(CloseReason::Evicted),
-            Phase::Displaced => Some(CloseReason::Reaped(Deadline::Request)),
-            Phase::Refused | Phase::QueueTimedOut => Some(CloseReason::OverBudget),
-            Phase::Request | Phase::Response => self.inner.close_reason(),
+        match self.permit.standing {
+            Standing::Evicted => Some(CloseReason::Evicted),
+            Standing::Displaced => Some(CloseReason::Reaped(Deadline::Request)),
+            Standing::Refused | Standing::QueueTimedOut => Some(CloseReason::OverBudget),
+            Standing::Admitted(_) => self.inner.close_reason(),
         }
     }
 
@@ -380,11 +386,12 @@ impl<C: Connection, const N: usize> Connection for Limit<C, N> {
     /// told to close; it then keeps its class. A stream within its cap is admitted
     /// even while every request slot is taken or the budget is exhausted.
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
-        match self.permit.phase {
-            Phase::Evicted | Phase::Displaced | Phase::Refused | Phase::QueueTimedOut => {
-                Err(ClassFull { class })
-            }
-            Phase::Request | Phase::Response => {
+        match self.permit.standing {
+            Standing::Evicted
+            | Standing::Displaced
+            | Standing::Refused
+            | Standing::QueueTimedOut => Err(ClassFull { class }),
+            Standing::Admitted(_) => {
                 let ticket = self.ticket().ok_or(ClassFull { class })?;
                 ticket.set_class(class)?;
                 if let Err(full) = self.inner.set_class(class) {
@@ -403,8 +410,8 @@ impl<C: Connection, const N: usize> Connection for Limit<C, N> {
     // reaches the peer; a connection refused at accept (its peer already holds its
     // share) is reset, which frees the socket at once for another device.
     fn end(&mut self, reason: CloseReason) -> impl Future<Output = ()> {
-        let reason = match (self.permit.phase, self.end_reason(reason)) {
-            (Phase::QueueTimedOut, _) => CloseReason::LocalClose,
+        let reason = match (self.permit.standing, self.end_reason(reason)) {
+            (Standing::QueueTimedOut, _) => CloseReason::LocalClose,
             (_, reason) => reason,
         };
         self.inner.end(reason)

@@ -35,7 +35,8 @@ thread_local! {
 }
 
 fn record_backoff(e: &Event) {
-    if let Event::AcceptError { backoff_ms, .. } = *e {
+    if let Event::AcceptError { backoff, .. } = *e {
+        let backoff_ms = u32::try_from(backoff.as_millis()).expect("backoff below 49 days");
         BACKOFFS.with(|b| b.borrow_mut().push(backoff_ms));
     }
 }

@@ -1,29 +1,13 @@
-//! How a close is classified from what the connection saw: the phase of the exchange,
+//! How a close is classified from what the connection saw: where the exchange stood,
 //! the first failure, the TCP state and the send queue.
 //!
 //! embassy-net answers a peer's RST, a retransmission timeout and a local abort alike
 //! with `ConnectionReset`, and an RST empties the send queue and answers a pending
 //! `flush()` with `Ok`. So the error value says little; the state says whether the
 //! stack still holds the connection (then the failure was not the peer's), and the
-//! phase says whether a response was in flight.
+//! exchange says whether a response was in flight.
 use embedded_io_async::ErrorKind;
-use tcp_layers_core::{CloseReason, TcpState};
-
-/// Where the request/response exchange stands, inferred from the I/O pattern: bytes
-/// read start a request, bytes written start a response, a flush the stack confirmed
-/// ends it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Nothing read or written yet.
-    Fresh,
-    /// Bytes of a request were read; no response byte written since.
-    Request,
-    /// Response bytes were written and no confirmed flush followed.
-    Responding,
-    /// The response was flushed while the stack still held the connection: on
-    /// embassy-net every byte of it is acknowledged. Waiting for the next request.
-    Responded,
-}
+use tcp_layers_core::{CloseReason, Exchange, TcpState};
 
 /// The first thing that went wrong, as the wrapper saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,11 +23,11 @@ pub(crate) enum Failure {
     LostInFlush,
 }
 
-/// The reason for `failure`, seen in `phase`, with the stack now in `state` and
+/// The reason for `failure`, seen with the exchange at `exchange`, with the stack now in `state` and
 /// `unacked` bytes in its send queue (`None` where the stack does not tell).
 pub(crate) fn classify(
     failure: Failure,
-    phase: Phase,
+    exchange: Exchange,
     state: TcpState,
     unacked: Option<usize>,
 ) -> CloseReason {
@@ -57,7 +41,7 @@ pub(crate) fn classify(
         }
         Failure::Write(_) | Failure::LostInFlush => CloseReason::ClientCancelled,
         Failure::Eof | Failure::Read(_) => {
-            if response_in_flight(phase, state, unacked) {
+            if response_in_flight(exchange, state, unacked) {
                 CloseReason::ClientCancelled
             } else if failure == Failure::Eof {
                 CloseReason::PeerClosed
@@ -69,11 +53,15 @@ pub(crate) fn classify(
 }
 
 /// The reason for a connection dropped without `end()` and without a failure seen.
-pub(crate) fn classify_drop(phase: Phase, state: TcpState, unacked: Option<usize>) -> CloseReason {
+pub(crate) fn classify_drop(
+    exchange: Exchange,
+    state: TcpState,
+    unacked: Option<usize>,
+) -> CloseReason {
     match state {
         // The connection is gone and nobody read the error: a reset or a timeout.
         TcpState::Closed | TcpState::Listen => {
-            if response_in_flight(phase, state, unacked) {
+            if response_in_flight(exchange, state, unacked) {
                 CloseReason::ClientCancelled
             } else {
                 CloseReason::PeerReset
@@ -81,7 +69,7 @@ pub(crate) fn classify_drop(phase: Phase, state: TcpState, unacked: Option<usize
         }
         // The peer's FIN arrived first.
         TcpState::CloseWait | TcpState::LastAck => {
-            if response_in_flight(phase, state, unacked) {
+            if response_in_flight(exchange, state, unacked) {
                 CloseReason::ClientCancelled
             } else {
                 CloseReason::PeerClosed
@@ -94,16 +82,16 @@ pub(crate) fn classify_drop(phase: Phase, state: TcpState, unacked: Option<usize
 
 /// True when the peer had not received the whole response (or had a request pending)
 /// at the moment it left.
-fn response_in_flight(phase: Phase, state: TcpState, unacked: Option<usize>) -> bool {
+fn response_in_flight(exchange: Exchange, state: TcpState, unacked: Option<usize>) -> bool {
     // An RST empties the send queue, so the queue proves delivery only while the
     // stack still holds the connection.
     let queue_known = !state.is_free();
-    match phase {
-        Phase::Fresh => false,
+    match exchange {
+        Exchange::Fresh => false,
         // A request was being read and got no answer: the client gave up on it.
-        Phase::Request => true,
-        Phase::Responding => !(queue_known && unacked == Some(0)),
-        Phase::Responded => queue_known && unacked.is_some_and(|n| n > 0),
+        Exchange::Request => true,
+        Exchange::Response => !(queue_known && unacked == Some(0)),
+        Exchange::Responded => queue_known && unacked.is_some_and(|n| n > 0),
     }
 }
 
@@ -130,17 +118,17 @@ mod tests {
     fn a_reset_mid_response_is_a_cancel_even_after_the_queue_was_cleared() {
         // embassy-net: write fails with ConnectionReset, state Closed.
         assert_eq!(
-            classify(Failure::Write(Reset), Phase::Responding, Closed, Some(0)),
+            classify(Failure::Write(Reset), Exchange::Response, Closed, Some(0)),
             ClientCancelled
         );
         // The RST landed during flush: Ok, but the socket is gone.
         assert_eq!(
-            classify(Failure::LostInFlush, Phase::Responding, Closed, Some(0)),
+            classify(Failure::LostInFlush, Exchange::Response, Closed, Some(0)),
             ClientCancelled
         );
         // The server read before flushing; the RST emptied the queue.
         assert_eq!(
-            classify(Failure::Read(Reset), Phase::Responding, Closed, Some(0)),
+            classify(Failure::Read(Reset), Exchange::Response, Closed, Some(0)),
             ClientCancelled
         );
     }
@@ -148,16 +136,16 @@ mod tests {
     #[test]
     fn fin_at_a_request_boundary_is_a_peer_close() {
         assert_eq!(
-            classify(Failure::Eof, Phase::Responded, CloseWait, Some(0)),
+            classify(Failure::Eof, Exchange::Responded, CloseWait, Some(0)),
             PeerClosed
         );
         assert_eq!(
-            classify(Failure::Eof, Phase::Fresh, CloseWait, Some(0)),
+            classify(Failure::Eof, Exchange::Fresh, CloseWait, Some(0)),
             PeerClosed
         );
         // Written without flush, but every byte acknowledged before the FIN.
         assert_eq!(
-            classify(Failure::Eof, Phase::Responding, CloseWait, Some(0)),
+            classify(Failure::Eof, Exchange::Response, CloseWait, Some(0)),
             PeerClosed
         );
     }
@@ -165,11 +153,11 @@ mod tests {
     #[test]
     fn fin_with_bytes_unacknowledged_or_a_request_pending_is_a_cancel() {
         assert_eq!(
-            classify(Failure::Eof, Phase::Responding, CloseWait, Some(900)),
+            classify(Failure::Eof, Exchange::Response, CloseWait, Some(900)),
             ClientCancelled
         );
         assert_eq!(
-            classify(Failure::Eof, Phase::Request, CloseWait, Some(0)),
+            classify(Failure::Eof, Exchange::Request, CloseWait, Some(0)),
             ClientCancelled
         );
     }
@@ -177,11 +165,11 @@ mod tests {
     #[test]
     fn a_reset_while_idle_is_a_peer_reset() {
         assert_eq!(
-            classify(Failure::Read(Reset), Phase::Responded, Closed, Some(0)),
+            classify(Failure::Read(Reset), Exchange::Responded, Closed, Some(0)),
             PeerReset
         );
         assert_eq!(
-            classify(Failure::Read(Reset), Phase::Fresh, Closed, None),
+            classify(Failure::Read(Reset), Exchange::Fresh, Closed, None),
             PeerReset
         );
     }
@@ -192,21 +180,26 @@ mod tests {
         assert_eq!(
             classify(
                 Failure::Write(Reset),
-                Phase::Responding,
+                Exchange::Response,
                 Established,
                 Some(10)
             ),
             LocalError
         );
         assert_eq!(
-            classify(Failure::Read(Reset), Phase::Responded, Established, Some(0)),
+            classify(
+                Failure::Read(Reset),
+                Exchange::Responded,
+                Established,
+                Some(0)
+            ),
             LocalError
         );
         // An error that no peer produces.
         assert_eq!(
             classify(
                 Failure::Write(ErrorKind::OutOfMemory),
-                Phase::Responding,
+                Exchange::Response,
                 Closed,
                 None
             ),
@@ -217,21 +210,24 @@ mod tests {
     #[test]
     fn a_drop_is_classified_from_the_state() {
         assert_eq!(
-            classify_drop(Phase::Responded, Established, Some(0)),
+            classify_drop(Exchange::Responded, Established, Some(0)),
             LocalClose
         );
         assert_eq!(
-            classify_drop(Phase::Responded, TimeWait, Some(0)),
+            classify_drop(Exchange::Responded, TimeWait, Some(0)),
             LocalClose
         );
         assert_eq!(
-            classify_drop(Phase::Responded, CloseWait, Some(0)),
+            classify_drop(Exchange::Responded, CloseWait, Some(0)),
             PeerClosed
         );
         assert_eq!(
-            classify_drop(Phase::Responding, Closed, Some(0)),
+            classify_drop(Exchange::Response, Closed, Some(0)),
             ClientCancelled
         );
-        assert_eq!(classify_drop(Phase::Responded, Closed, Some(0)), PeerReset);
+        assert_eq!(
+            classify_drop(Exchange::Responded, Closed, Some(0)),
+            PeerReset
+        );
     }
 }

@@ -23,24 +23,27 @@ bitflags! {
         /// `CloseReason::Reaped(Deadline::Idle)`.
         const REAPED_IDLE = 1 << 5;
         /// `CloseReason::Reaped(Deadline::Request)`.
-        const REAPED_HEAD = 1 << 6;
+        const REAPED_REQUEST = 1 << 6;
         /// `CloseReason::Reaped(Deadline::RequestTooLarge)`.
-        const REAPED_HEAD_TOO_LARGE = 1 << 7;
+        const REAPED_REQUEST_TOO_LARGE = 1 << 7;
         /// `CloseReason::Reaped(Deadline::Stall)`.
         const REAPED_STALL = 1 << 8;
+        /// `CloseReason::Reaped(Deadline::Keepalive)`: a stream's peer vanished.
+        const REAPED_KEEPALIVE = 1 << 9;
         /// [`CloseReason::Evicted`].
-        const EVICTED = 1 << 9;
+        const EVICTED = 1 << 10;
         /// [`CloseReason::OverBudget`].
-        const OVER_BUDGET = 1 << 10;
+        const OVER_BUDGET = 1 << 11;
         /// [`CloseReason::LocalError`].
-        const LOCAL_ERROR = 1 << 11;
+        const LOCAL_ERROR = 1 << 12;
 
         /// Every deadline of the reaper.
         const REAPED = Self::REAPED_FIRST_BYTE.bits()
             | Self::REAPED_IDLE.bits()
-            | Self::REAPED_HEAD.bits()
-            | Self::REAPED_HEAD_TOO_LARGE.bits()
-            | Self::REAPED_STALL.bits();
+            | Self::REAPED_REQUEST.bits()
+            | Self::REAPED_REQUEST_TOO_LARGE.bits()
+            | Self::REAPED_STALL.bits()
+            | Self::REAPED_KEEPALIVE.bits();
         /// The ends the peer caused ([`CloseReason::is_peer_caused`]).
         const PEER_CAUSED = Self::PEER_CLOSED.bits()
             | Self::CLIENT_CANCELLED.bits()
@@ -143,8 +146,9 @@ impl Default for RateLimit {
 /// Defaults ([`QuietConfig::new`]):
 /// - trace: `PeerClosed`, `ClientCancelled`, `PeerReset`, `LocalClose`: the peer left or
 ///   the server closed as it meant to; a browser cancels every swapped image and every
-///   closed tab, none of it is a fault of the device.
-/// - debug: every `Reaped(_)`, `Evicted`, `OverBudget`: the layers protecting the
+///   closed tab, none of it is a fault of the device. `Reaped(Keepalive)` too: a
+///   stream's peer that vanished without a word is a peer leaving, like a cancel.
+/// - debug: every other `Reaped(_)`, `Evicted`, `OverBudget`: the layers protecting the
 ///   device did their job; worth seeing while tuning, not in production.
 /// - warn: `LocalError`: the device itself failed; this is the line to find.
 /// - rate limit: [`RateLimit::DEFAULT`].
@@ -169,8 +173,11 @@ impl QuietConfig {
     /// The defaults listed on [`QuietConfig`].
     pub const fn new() -> Self {
         Self {
-            trace: Reasons::PEER_CAUSED.union(Reasons::LOCAL_CLOSE),
+            trace: Reasons::PEER_CAUSED
+                .union(Reasons::LOCAL_CLOSE)
+                .union(Reasons::REAPED_KEEPALIVE),
             debug: Reasons::REAPED
+                .difference(Reasons::REAPED_KEEPALIVE)
                 .union(Reasons::EVICTED)
                 .union(Reasons::OVER_BUDGET),
             info: Reasons::empty(),
@@ -300,12 +307,19 @@ mod tests {
                 Reasons::REAPED_FIRST_BYTE,
             ),
             (CloseReason::Reaped(Deadline::Idle), Reasons::REAPED_IDLE),
-            (CloseReason::Reaped(Deadline::Request), Reasons::REAPED_HEAD),
+            (
+                CloseReason::Reaped(Deadline::Request),
+                Reasons::REAPED_REQUEST,
+            ),
             (
                 CloseReason::Reaped(Deadline::RequestTooLarge),
-                Reasons::REAPED_HEAD_TOO_LARGE,
+                Reasons::REAPED_REQUEST_TOO_LARGE,
             ),
             (CloseReason::Reaped(Deadline::Stall), Reasons::REAPED_STALL),
+            (
+                CloseReason::Reaped(Deadline::Keepalive),
+                Reasons::REAPED_KEEPALIVE,
+            ),
             (CloseReason::Evicted, Reasons::EVICTED),
             (CloseReason::OverBudget, Reasons::OVER_BUDGET),
             (CloseReason::LocalError, Reasons::LOCAL_ERROR),
@@ -322,6 +336,7 @@ mod tests {
         for reason in CloseReason::ALL {
             let expected = match reason {
                 CloseReason::LocalError => Level::Warn,
+                CloseReason::Reaped(Deadline::Keepalive) => Level::Trace,
                 CloseReason::Reaped(_) | CloseReason::Evicted | CloseReason::OverBudget => {
                     Level::Debug
                 }

@@ -17,10 +17,11 @@ use embassy_time::Instant;
 use embedded_io_async::Error as _;
 use tcp_layers_core::event::{self, Event};
 use tcp_layers_core::{
-    ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Layer, Read, SocketAddr, Write,
+    ClassFull, CloseReason, Connection, ConnectionClass, ErrorType, Exchange, Layer, Read,
+    SocketAddr, Write,
 };
 
-use classify::{Failure, Phase, classify, classify_drop};
+use classify::{Failure, classify, classify_drop};
 
 /// The quiet-close layer: wraps a connection in a [`Quiet`] that reports to
 /// `counters`. The log policy is the one in the counters ([`Counters::with_config`]).
@@ -52,7 +53,7 @@ impl<C: Connection> Layer<C> for QuietLayer {
             counters: self.counters,
             bytes_in: 0,
             bytes_out: 0,
-            phase: Phase::Fresh,
+            exchange: Exchange::Fresh,
             outcome: Outcome::Open,
         }
     }
@@ -79,7 +80,7 @@ pub struct Quiet<C: Connection> {
     /// counters are 64-bit.
     bytes_in: u32,
     bytes_out: u32,
-    phase: Phase,
+    exchange: Exchange,
     outcome: Outcome,
 }
 
@@ -122,7 +123,7 @@ impl<C: Connection> Quiet<C> {
         if self.outcome == Outcome::Open {
             let reason = classify(
                 failure,
-                self.phase,
+                self.exchange,
                 self.inner.state(),
                 self.inner.send_queue(),
             );
@@ -312,7 +313,7 @@ impl<C: Connection> Quiet<C> {
             return;
         }
         let reason = self.close_reason().unwrap_or_else(|| {
-            classify_drop(self.phase, self.inner.state(), self.inner.send_queue())
+            classify_drop(self.exchange, self.inner.state(), self.inner.send_queue())
         });
         self.count_close(reason);
     }
@@ -367,7 +368,7 @@ impl<C: Connection> Read for Quiet<C> {
                 if shared > 0 {
                     self.counters.add_bytes(shared, 0);
                 }
-                self.phase = Phase::Request;
+                self.exchange = self.exchange.after_read(*n);
             }
             Err(e) => self.saw(Failure::Read(e.kind())),
         }
@@ -385,7 +386,7 @@ impl<C: Connection> Write for Quiet<C> {
                 if shared > 0 {
                     self.counters.add_bytes(0, shared);
                 }
-                self.phase = Phase::Responding;
+                self.exchange = self.exchange.after_write(*n);
             }
             Err(e) => self.saw(Failure::Write(e.kind())),
         }
@@ -395,11 +396,11 @@ impl<C: Connection> Write for Quiet<C> {
     async fn flush(&mut self) -> Result<(), C::Error> {
         let result = self.inner.flush().await;
         match &result {
-            Ok(()) if self.phase == Phase::Responding => {
+            Ok(()) if self.exchange == Exchange::Response => {
                 if self.inner.state().is_free() {
                     self.saw(Failure::LostInFlush);
                 } else {
-                    self.phase = Phase::Responded;
+                    self.exchange = self.exchange.after_flush();
                 }
             }
             Ok(()) => {}

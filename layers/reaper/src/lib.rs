@@ -77,6 +77,7 @@ pub struct ReaperConfig {
     head_rate: u16,
     max_head: u16,
     stall_ms: u32,
+    keepalive_ms: u32,
     oversize: Oversize,
 }
 
@@ -130,6 +131,19 @@ impl ReaperConfig {
     /// window is closed) or vanished (no ACK ever comes) does not.
     pub const DEFAULT_STALL: Duration = Duration::from_secs(5);
 
+    /// A stream's sign of life: a write or flush of a stream (SSE, WebSocket) that
+    /// makes no progress for 5 s ends it as `Reaped(Keepalive)`.
+    ///
+    /// A stream sends on its own schedule (an event per second, or a keepalive comment
+    /// or ping every 15-30 s when it has nothing to say), and a flush completes when
+    /// the peer acknowledged it: a live peer does within a round trip plus its delayed
+    /// ACK, even after a retransmission or two at a 1 s timeout. A peer that vanished
+    /// without a FIN or RST (power lost, out of Wi-Fi range) never does, and without
+    /// this the stream holds its slot for as long as the stack retransmits. A vanished
+    /// peer's slot is back at most one keepalive interval plus this deadline after it
+    /// vanished.
+    pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
+
     /// HTTP with every default.
     pub const HTTP: Self = Self {
         protocol: Protocol::Http,
@@ -140,6 +154,7 @@ impl ReaperConfig {
         head_rate: Self::DEFAULT_HEAD_RATE,
         max_head: Self::DEFAULT_MAX_HEAD,
         stall_ms: to_ms(Self::DEFAULT_STALL),
+        keepalive_ms: to_ms(Self::DEFAULT_KEEPALIVE),
         oversize: Oversize::Reply(REPLY_431),
     };
 
@@ -203,6 +218,13 @@ impl ReaperConfig {
         self
     }
 
+    /// The longest a stream's write or flush waits without progress before the stream
+    /// is taken for a vanished peer (`Reaped(Keepalive)`).
+    pub const fn with_keepalive(mut self, limit: Duration) -> Self {
+        self.keepalive_ms = to_ms(limit);
+        self
+    }
+
     /// What to do with a head longer than `max_head`.
     pub const fn with_oversize(mut self, oversize: Oversize) -> Self {
         self.oversize = oversize;
@@ -241,6 +263,11 @@ impl ReaperConfig {
     /// The send stall limit.
     pub const fn stall(&self) -> Duration {
         from_ms(self.stall_ms)
+    }
+
+    /// The stream keepalive limit.
+    pub const fn keepalive(&self) -> Duration {
+        from_ms(self.keepalive_ms)
     }
 
     /// What happens to a head longer than `max_head`.
@@ -337,7 +364,8 @@ pub enum Phase {
     Response,
     /// The response is done; waiting for the next request (`idle` applies).
     Idle,
-    /// A stream (SSE, WebSocket): reads wait without a deadline, writes under `stall`.
+    /// A stream (SSE, WebSocket): reads wait without a deadline, writes and flushes
+    /// under `keepalive`.
     Stream,
     /// Not HTTP ([`Protocol::Raw`]): `idle` for reads, `stall` for writes.
     Raw,
@@ -523,6 +551,15 @@ impl<C: Connection> Reaper<C> {
         }
     }
 
+    /// The deadline a write or flush started now waits under.
+    fn send_budget(&self) -> Budget {
+        let limit_ms = match self.phase {
+            Phase::Stream => self.config.keepalive_ms,
+            _ => self.config.stall_ms,
+        };
+        Budget::FromNow { limit_ms }
+    }
+
     /// Follows the request head through the bytes a read returned; true when the head
     /// grew past `max_head`.
     fn track_head(&mut self, bytes: &[u8]) -> bool {
@@ -567,8 +604,13 @@ impl<C: Connection> Reaper<C> {
     /// [`Self::reap`] for a write's or a flush's stall, which needs no answer: apart so
     /// that the state machine of every write holds the end of the layers below, not
     /// also the answer to an oversized head (a `write_all` of the connection below).
+    /// On a stream, no progress is no sign of life from the peer: `Keepalive`.
     async fn reap_stall(&mut self) -> C::Error {
-        let reason = CloseReason::Reaped(self.note_reaped(Deadline::Stall));
+        let which = match self.phase {
+            Phase::Stream => Deadline::Keepalive,
+            _ => Deadline::Stall,
+        };
+        let reason = CloseReason::Reaped(self.note_reaped(which));
         self.inner.end(reason).await;
         self.phase = Phase::Ended;
         self.inner.ended_error(reason)
@@ -670,9 +712,7 @@ impl<C: Connection> Write for Reaper<C> {
         {
             self.phase = phase_after(buf);
         }
-        let stall = Budget::FromNow {
-            limit_ms: self.config.stall_ms,
-        };
+        let stall = self.send_budget();
         let result = within(pin!(self.inner.write(buf)), stall).await;
         match result {
             Some(result) => result,
@@ -687,9 +727,7 @@ impl<C: Connection> Write for Reaper<C> {
         if let Some(err) = self.refusal() {
             return Err(err);
         }
-        let stall = Budget::FromNow {
-            limit_ms: self.config.stall_ms,
-        };
+        let stall = self.send_budget();
         loop {
             let queued = self.inner.send_queue();
             let result = within(pin!(self.inner.flush()), stall).await;
@@ -718,7 +756,8 @@ impl<C: Connection> Connection for Reaper<C> {
     }
 
     /// A connection that becomes a [`ConnectionClass::Stream`] (SSE, WebSocket) leaves
-    /// the request cycle: its reads wait without a deadline, its writes under `stall`.
+    /// the request cycle: its reads wait without a deadline, its writes and flushes
+    /// under `keepalive`.
     fn set_class(&mut self, class: ConnectionClass) -> Result<(), ClassFull> {
         self.inner.set_class(class)?;
         if class == ConnectionClass::Stream && self.phase != Phase::Ended {

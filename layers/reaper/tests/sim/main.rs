@@ -5,3 +5,4 @@ mod common;
 
 mod deadlines;
 mod slowloris;
+mod stream;
