@@ -4,7 +4,8 @@
 //! is spawned with embassy-executor's `Spawner` as the firmware's `main` spawns it, on
 //! a simulated device (ESP32-S3 profile, 8 sockets) behind a 20 ms, 10 Mbit/s Wi-Fi
 //! link, and scripted clients play the scenarios of the real-network check
-//! (`tests/real_network.sh`): correctness, cancels, a slow reader, slowloris.
+//! (`tests/real_network.sh`): correctness, cancels, silent closers, a slow reader,
+//! slowloris.
 //!
 //! [`run_scenarios`] runs them all in one simulation and returns what it measured. A
 //! task that never ends (the HTTP task) keeps its `static` pool slot for the life of
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use camera_app::{server, stats};
 use tcp_layers::limit::StackServices;
 use tcp_layers::profile;
+use tcp_layers::sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers::sim::embassy_net::Stack;
 use tcp_layers::sim::{Duration, Instant, LinkConfig, Net, Timer, client, run, spawn, spawner};
 
@@ -57,6 +59,13 @@ pub struct Figures {
     pub cancels: usize,
     /// Closes the app's counters give the reason `client_cancelled`.
     pub cancels_counted: u64,
+    /// Silent closers (two addresses, four connections each): asked to close, they read
+    /// the answer and the device's FIN and then stay open and silent. How many were
+    /// served.
+    pub silent_closers_served: usize,
+    /// From the last silent closer's FIN to the device accepting on every socket again
+    /// (8 connections at once from 8 addresses all accepted).
+    pub silent_closer_until_accepting: Option<Duration>,
     /// A reader that never reads a frame: when the server freed its slot.
     pub slow_reader_slot_free: Option<Duration>,
     /// Closes the app's counters give the reason `reaped_stall`.
@@ -97,7 +106,8 @@ impl log::Log for CountingLog {
 }
 
 /// Runs every scenario against the app in one simulation, in this order: correctness,
-/// cancels, slow reader, slowloris. Call it once per process (see the crate docs).
+/// cancels, silent closers, slow reader, slowloris. Call it once per process (see the
+/// crate docs).
 pub fn run_scenarios(layering: Layering) -> Figures {
     let _ = log::set_logger(&CountingLog);
     log::set_max_level(log::LevelFilter::Warn);
@@ -135,6 +145,11 @@ pub fn run_scenarios(layering: Layering) -> Figures {
         Timer::after(Duration::from_secs(1)).await;
         figures.cancels_counted = counter(&stats::snapshot().to_string(), "client_cancelled");
 
+        // Silent closers on every socket, then: when does every socket accept again?
+        let (served, back) = silent_closers(&net, addr).await;
+        figures.silent_closers_served = served;
+        figures.silent_closer_until_accepting = back;
+
         // A slow reader: a frame asked for with a 1 KiB window, never read.
         let reader = net.client();
         if let Ok(hold) =
@@ -153,6 +168,78 @@ pub fn run_scenarios(layering: Layering) -> Figures {
         figures.stats = stats::snapshot().to_string();
         figures
     })
+}
+
+/// Fills every socket with a client that asks the device to close, reads the answer
+/// and the FIN, and then neither reads on nor closes; from then on, every 100 ms, 8
+/// connections at once (see [`accepting`]) until all 8 are accepted (at most 20 s).
+async fn silent_closers(net: &Net, addr: std::net::SocketAddr) -> (usize, Option<Duration>) {
+    let hosts = [net.client(), net.client()];
+    let options = ClientOptions::new();
+    let mut buffers: Vec<ClientBuffers> =
+        (0..SOCKETS).map(|_| ClientBuffers::new(&options)).collect();
+    let mut silent = Vec::new();
+    for (i, buffers) in buffers.iter_mut().enumerate() {
+        let host = &hosts[i % hosts.len()];
+        let Ok(mut session) = Session::connect(host.stack, buffers, addr, options).await else {
+            continue;
+        };
+        let answer = session
+            .request(b"GET / HTTP/1.1\r\nHost: camera\r\nConnection: close\r\n\r\n")
+            .await;
+        if matches!(answer, Ok(r) if r.status == 200)
+            && session.wait_server_end(Duration::from_secs(5)).await == PeerEnd::Fin
+        {
+            // Kept, open and silent: its stack acknowledges, nothing more.
+            silent.push(session);
+        }
+    }
+    let served = silent.len();
+    let since = Instant::now();
+    let probes: Vec<_> = (0..SOCKETS).map(|_| net.client()).collect();
+    let back = loop {
+        if accepting(&probes, addr).await == SOCKETS {
+            break Some(Instant::now() - since);
+        }
+        if Instant::now() - since > Duration::from_secs(20) {
+            break None;
+        }
+        Timer::after(Duration::from_millis(100)).await;
+    };
+    for session in silent {
+        session.close().await;
+    }
+    (served, back)
+}
+
+/// How many of one connection from each probe host at once the device accepts, as the
+/// real-network check counts it: embassy-net has no backlog, so a SYN that finds no
+/// socket in `accept()` is reset, and a handshake that completes (even if a layer then
+/// refuses the connection) means a socket accepted it. Each probe comes from an address
+/// of its own (a device past its share would be refused by the budget) and closes at once.
+async fn accepting(probes: &[tcp_layers::sim::Host], addr: std::net::SocketAddr) -> usize {
+    let tries: Vec<_> = probes
+        .iter()
+        .map(|probe| {
+            let stack = probe.stack;
+            spawn(async move {
+                let options = ClientOptions::new().with_connect_timeout(Duration::from_millis(500));
+                let mut buffers = ClientBuffers::new(&options);
+                match Session::connect(stack, &mut buffers, addr, options).await {
+                    Ok(session) => {
+                        session.close().await;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tries {
+        accepted += usize::from(t.await == Ok(true));
+    }
+    accepted
 }
 
 /// `slowhttptest -H -c 50 -r 100 -i 10 -l 14` from one client host while another asks

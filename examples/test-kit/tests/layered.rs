@@ -11,6 +11,14 @@ fn the_layered_app_meets_the_goals() {
     assert_eq!(f.cancels, 30);
     // Every cancel classified and counted, none logged as a fault.
     assert_eq!(f.cancels_counted, 30);
+    // Silent closers on every socket do not keep it from accepting for long.
+    assert_eq!(f.silent_closers_served, 8);
+    let back = f.silent_closer_until_accepting.expect("accepting again");
+    assert!(
+        back.as_millis() <= 3000,
+        "accepting after {} ms",
+        back.as_millis()
+    );
     // The reaper frees the stalled slot (its 5 s stall deadline), well before 8 s.
     let free = f
         .slow_reader_slot_free
