@@ -204,7 +204,8 @@ impl std::fmt::Display for TimeLimit {
 impl std::error::Error for TimeLimit {}
 
 /// Runs `main` and every task it spawns in virtual time, from time 0, and returns
-/// `main`'s output. Tasks still running when `main` finishes are dropped.
+/// `main`'s output. Tasks of [`spawn`] still running when `main` finishes are dropped;
+/// tasks spawned with `spawner()` are not (see there).
 ///
 /// # Panics
 /// With "simulation stalled: no task ready and no timer pending" (after printing the
