@@ -127,7 +127,7 @@ pub fn spawn_server(variant: Variant, device: &Host, port: u16, metering: Meteri
             device.stack,
             port,
             SOCKETS,
-            async move |socket: &mut TcpSocket<'static>| {
+            async move |socket: &mut TcpSocket<'_>| {
                 let outcome =
                     maybe_metered(variant, metering, responder::serve(socket, &Routes::new()))
                         .await;
@@ -148,7 +148,7 @@ pub fn spawn_server(variant: Variant, device: &Host, port: u16, metering: Meteri
             device.stack,
             port,
             SOCKETS,
-            async move |socket: &mut TcpSocket<'static>| {
+            async move |socket: &mut TcpSocket<'_>| {
                 maybe_metered(variant, metering, async {
                     let mut conn = layers().wrap(socket);
                     // The quiet layer logs the close; the server logs nothing itself.

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use embassy_time::{Duration, Instant};
@@ -30,7 +30,9 @@ struct ReadyQueue {
 struct TaskWaker {
     id: usize,
     queued: AtomicBool,
-    ready: Arc<ReadyQueue>,
+    /// Weak: a waker may outlive its run inside a host's stack state, which is never
+    /// freed (see `HOST_RETAINED_BYTES`); the queue must not live on with it.
+    ready: Weak<ReadyQueue>,
 }
 
 impl Wake for TaskWaker {
@@ -38,8 +40,10 @@ impl Wake for TaskWaker {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.ready
+        if !self.queued.swap(true, Ordering::AcqRel)
+            && let Some(ready) = self.ready.upgrade()
+        {
+            ready
                 .queue
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -55,6 +59,9 @@ struct Task {
 
 struct Executor {
     ready: Arc<ReadyQueue>,
+    /// embassy-executor's raw executor, for firmware tasks spawned with a `Spawner`.
+    #[cfg(feature = "embassy-executor")]
+    embassy: crate::embassy::EmbassyExecutor,
     /// Indexed by task id; ids are never reused within a run. `None` once finished.
     tasks: RefCell<Vec<Option<Task>>>,
     polls: Cell<u64>,
@@ -66,9 +73,21 @@ impl Executor {
             ready: Arc::new(ReadyQueue {
                 queue: Mutex::new(VecDeque::new()),
             }),
+            #[cfg(feature = "embassy-executor")]
+            embassy: crate::embassy::EmbassyExecutor::new(),
             tasks: RefCell::new(Vec::new()),
             polls: Cell::new(0),
         }
+    }
+
+    /// Polls the ready tasks of embassy-executor's raw executor, if any; true if it did.
+    fn poll_embassy(&self) -> bool {
+        #[cfg(feature = "embassy-executor")]
+        if self.embassy.poll_if_pended() {
+            self.polls.set(self.polls.get() + 1);
+            return true;
+        }
+        false
     }
 
     fn add(&self, future: TaskFuture) -> usize {
@@ -77,7 +96,7 @@ impl Executor {
         let waker = Arc::new(TaskWaker {
             id,
             queued: AtomicBool::new(false),
-            ready: self.ready.clone(),
+            ready: Arc::downgrade(&self.ready),
         });
         tasks.push(Some(Task {
             future: Some(future),
@@ -185,7 +204,8 @@ impl std::fmt::Display for TimeLimit {
 impl std::error::Error for TimeLimit {}
 
 /// Runs `main` and every task it spawns in virtual time, from time 0, and returns
-/// `main`'s output. Tasks still running when `main` finishes are dropped.
+/// `main`'s output. Tasks of [`spawn`] still running when `main` finishes are dropped;
+/// tasks spawned with `spawner()` are not (see there).
 ///
 /// # Panics
 /// With "simulation stalled: no task ready and no timer pending" (after printing the
@@ -237,6 +257,9 @@ fn run_inner<T: 'static>(
                 return Ok(v);
             }
         }
+        if exec.poll_embassy() {
+            continue;
+        }
         match time::next_due() {
             None => {
                 crate::net::print_registered_traces(40);
@@ -253,6 +276,24 @@ fn run_inner<T: 'static>(
             }
         }
     }
+}
+
+/// The spawner of the current run's embassy-executor: spawn `#[embassy_executor::task]`
+/// functions with it as firmware does with the one its `main` gets. They run beside the
+/// tasks of [`spawn`], in the same virtual time; `SendSpawner::for_current_executor` works
+/// inside them.
+///
+/// A task that has not finished when the run ends is never polled again and is not
+/// dropped (embassy-executor cannot drop a task from outside): it keeps its slot of the
+/// task's `static` pool for the rest of the process, so spawning that task again in a
+/// later run fails with `SpawnError::Busy`. Run one such simulation per test binary
+/// (every file in `tests/` is its own binary), or let the tasks end.
+///
+/// # Panics
+/// When called outside [`run`].
+#[cfg(feature = "embassy-executor")]
+pub fn spawner() -> embassy_executor::Spawner {
+    current().embassy.spawner()
 }
 
 /// The current virtual time (the same as `embassy_time::Instant::now()`).

@@ -184,13 +184,14 @@ impl ServerHandle {
 /// connection it accepts. See [`spawn_server_with`].
 pub fn spawn_server<H>(stack: Stack<'static>, port: u16, sockets: usize, handler: H) -> ServerHandle
 where
-    H: AsyncFn(&mut TcpSocket<'static>) + 'static,
+    H: for<'a> AsyncFn(&mut TcpSocket<'a>) + 'static,
 {
     spawn_server_with(stack, ServerConfig::new(port, sockets), handler)
 }
 
 /// Starts the server: `config.sockets` slots, each a task with its own `TcpSocket`
-/// (buffers per slot, reused across connections) in its own loop:
+/// (buffers per slot, reused across connections, freed with the task when the server
+/// stops or the run ends) in its own loop:
 ///
 /// 1. `accept(port)`; a SYN that finds no slot listening is reset by the stack, as on
 ///    the device;
@@ -203,9 +204,9 @@ where
 ///    whose peer closed cleanly is reusable at once.
 pub fn spawn_server_with<H>(stack: Stack<'static>, config: ServerConfig, handler: H) -> ServerHandle
 where
-    H: AsyncFn(&mut TcpSocket<'static>) + 'static,
+    H: for<'a> AsyncFn(&mut TcpSocket<'a>) + 'static,
 {
-    let handler: &'static H = Box::leak(Box::new(handler));
+    let handler = Rc::new(handler);
     let shared = Rc::new(Shared {
         slots: (0..config.sockets)
             .map(|_| Slot {
@@ -222,12 +223,15 @@ where
     let tasks = (0..config.sockets)
         .map(|i| {
             let shared = shared.clone();
-            // One socket per slot for the whole run, as a device allocates them once.
-            let rx: &'static mut [u8] = Box::leak(vec![0; config.rx_buffer].into_boxed_slice());
-            let tx: &'static mut [u8] = Box::leak(vec![0; config.tx_buffer].into_boxed_slice());
+            let handler = handler.clone();
             spawn(async move {
-                let mut socket = TcpSocket::new(stack, rx, tx);
-                slot_loop(i, &shared, &mut socket, config.port, handler).await
+                // One socket per slot for the whole run, as a device allocates them
+                // once. The buffers belong to the slot's task: freed with it when the
+                // server stops or the run ends.
+                let mut rx = vec![0; config.rx_buffer];
+                let mut tx = vec![0; config.tx_buffer];
+                let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+                slot_loop(i, &shared, &mut socket, config.port, &*handler).await
             })
         })
         .collect();
@@ -237,14 +241,9 @@ where
     }
 }
 
-async fn slot_loop<H>(
-    i: usize,
-    shared: &Shared,
-    socket: &mut TcpSocket<'static>,
-    port: u16,
-    handler: &H,
-) where
-    H: AsyncFn(&mut TcpSocket<'static>),
+async fn slot_loop<H>(i: usize, shared: &Shared, socket: &mut TcpSocket<'_>, port: u16, handler: &H)
+where
+    H: for<'a> AsyncFn(&mut TcpSocket<'a>),
 {
     loop {
         shared.set(i, TcpState::Listen, SlotPhase::Accepting);
@@ -275,7 +274,7 @@ async fn slot_loop<H>(
 }
 
 /// `flush().await`, re-reading the state every sampling interval when one is set.
-async fn flush_sampling(i: usize, shared: &Shared, socket: &mut TcpSocket<'static>) {
+async fn flush_sampling(i: usize, shared: &Shared, socket: &mut TcpSocket<'_>) {
     loop {
         let Some(every) = shared.sampling.get() else {
             let _ = socket.flush().await;
@@ -290,7 +289,7 @@ async fn flush_sampling(i: usize, shared: &Shared, socket: &mut TcpSocket<'stati
     }
 }
 
-async fn retry_wait(i: usize, shared: &Shared, socket: &TcpSocket<'static>) {
+async fn retry_wait(i: usize, shared: &Shared, socket: &TcpSocket<'_>) {
     const RETRY: Duration = Duration::from_millis(10);
     let mut left = RETRY;
     while let Some(every) = shared.sampling.get().filter(|e| *e < left) {

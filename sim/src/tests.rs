@@ -693,3 +693,105 @@ fn client_silent_server(host: &Host) -> server::ServerHandle {
         Timer::after(Duration::from_secs(3600)).await;
     })
 }
+
+/// Firmware-style tasks on embassy-executor's own executor, in virtual time.
+#[cfg(feature = "embassy-executor")]
+mod embassy_tasks {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use embassy_executor::{SendSpawner, SpawnError};
+    use embassy_net::Stack;
+    use embassy_net::tcp::TcpSocket;
+    use embedded_io_async::Write;
+
+    use super::*;
+
+    /// Virtual microseconds at which `sleeper` woke.
+    static WOKE_AT_US: AtomicU64 = AtomicU64::new(0);
+
+    #[embassy_executor::task]
+    async fn sleeper() {
+        Timer::after(Duration::from_secs(10)).await;
+        WOKE_AT_US.store(Instant::now().as_micros(), Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_task_timer_jumps_the_clock() {
+        let woke = run(async {
+            spawner().spawn(sleeper().unwrap());
+            while WOKE_AT_US.load(Ordering::SeqCst) == 0 {
+                Timer::after(Duration::from_secs(1)).await;
+            }
+            WOKE_AT_US.load(Ordering::SeqCst)
+        });
+        assert_eq!(woke, 10_000_000);
+    }
+
+    /// One connection, served as firmware writes it: a `TcpSocket` over buffers in the
+    /// task, a fixed answer, a close. The task spawns a helper with its own spawner.
+    #[embassy_executor::task]
+    async fn hello_server(stack: Stack<'static>) {
+        let spawner = SendSpawner::for_current_executor().await;
+        spawner.spawn(sleeper_after_server().unwrap());
+        let mut rx = [0; 1024];
+        let mut tx = [0; 1024];
+        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+        if socket.accept(80).await.is_err() {
+            return;
+        }
+        let mut head = [0; 512];
+        let mut len = 0;
+        while !head[..len].ends_with(b"\r\n\r\n") && len < head.len() {
+            match embedded_io_async::Read::read(&mut socket, &mut head[len..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => len += n,
+            }
+        }
+        let _ = socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            .await;
+        socket.close();
+        let _ = socket.flush().await;
+    }
+
+    static HELPER_RAN: AtomicU64 = AtomicU64::new(0);
+
+    #[embassy_executor::task]
+    async fn sleeper_after_server() {
+        HELPER_RAN.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_firmware_task_serves_a_simulated_client() {
+        let response = run(async {
+            let net = Net::new(LinkConfig::wifi());
+            let device = net.server();
+            spawner().spawn(hello_server(device.stack).unwrap());
+            let browser = net.client();
+            client::get(browser.stack, device.addr(80), "/").await
+        })
+        .expect("served");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body_len, 5);
+        assert_eq!(response.checksum, responder::checksum(b"hello"));
+        assert_eq!(HELPER_RAN.load(Ordering::SeqCst), 1);
+    }
+
+    #[embassy_executor::task]
+    async fn forever() {
+        loop {
+            Timer::after(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The documented rule: a task still running when its run ends keeps its pool slot.
+    #[test]
+    fn an_unfinished_task_keeps_its_pool_slot_after_the_run() {
+        run(async {
+            spawner().spawn(forever().unwrap());
+            Timer::after(Duration::from_secs(5)).await;
+        });
+        let again = run(async { forever().map(|token| spawner().spawn(token)) });
+        assert!(matches!(again, Err(SpawnError::Busy)));
+    }
+}

@@ -499,8 +499,8 @@ use ended::AlreadyEnded;
 /// return over `layers`, whose client connects and then resets at once or stays.
 fn edge_reads<L>(layers: L, reset_at_once: bool) -> Vec<Result<usize, embassy_net::tcp::Error>>
 where
-    L: for<'a> Layer<&'a mut embassy_net::tcp::TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut embassy_net::tcp::TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut embassy_net::tcp::TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut embassy_net::tcp::TcpSocket<'s>>>::Service:
         Connection<Error = embassy_net::tcp::Error>,
 {
     let seen = Rc::new(RefCell::new(Vec::new()));

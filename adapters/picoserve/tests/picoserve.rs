@@ -74,8 +74,8 @@ fn app() -> Router<impl picoserve::routing::PathRouter> {
 /// Starts `sockets` slots serving `app()` with picoserve over `layers.wrap(socket)`.
 fn spawn_picoserve<L>(stack: embassy_net::Stack<'static>, sockets: usize, layers: L)
 where
-    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut TcpSocket<'s>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     spawn_picoserve_with(stack, sockets, layers, FlushMode::Queued, &[])
@@ -89,8 +89,8 @@ fn spawn_picoserve_with<L>(
     flush: FlushMode,
     stream_paths: &'static [&'static str],
 ) where
-    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut TcpSocket<'s>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     spawn_picoserve_config(stack, sockets, layers, flush, stream_paths, &CONFIG);
@@ -111,8 +111,8 @@ fn spawn_picoserve_config<L>(
     config: &'static Config,
 ) -> ServeResults
 where
-    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut TcpSocket<'s>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     let app: &'static _ = Box::leak(Box::new(app()));
@@ -122,7 +122,7 @@ where
         stack,
         PORT,
         sockets,
-        async move |socket: &mut TcpSocket<'static>| {
+        async move |socket: &mut TcpSocket<'_>| {
             let mut http_buffer = [0u8; 2048];
             let conn = layers.layer(socket);
             let socket = PicoserveSocket::with_flush(conn, flush).with_stream_paths(stream_paths);
@@ -211,8 +211,8 @@ fn picoserve_event_stream_reads_and_writes_at_once_over_a_layered_socket() {
 /// Time from request to last byte of `path` over a fresh connection, in microseconds.
 fn get_us<L>(layers: L, flush: FlushMode, path: &'static str) -> u64
 where
-    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut TcpSocket<'s>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     run(async move {
@@ -470,8 +470,8 @@ impl<C: Connection> Connection for FlushedAtOnce<C> {
 /// Returns whether each load was whole and the evictions during A's load.
 fn second_device<L>(layers: L, budget: &'static Budget<8>) -> (bool, bool, u32)
 where
-    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut TcpSocket<'s>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     budget.reset();
@@ -694,8 +694,8 @@ use ended::AlreadyEnded;
 /// then does `client`.
 fn serve_result<L>(layers: L, reset_at_once: bool) -> Result<(), String>
 where
-    L: for<'a> Layer<&'a mut TcpSocket<'static>> + 'static,
-    for<'a> <L as Layer<&'a mut TcpSocket<'static>>>::Service:
+    L: for<'a, 's> Layer<&'a mut TcpSocket<'s>> + 'static,
+    for<'a, 's> <L as Layer<&'a mut TcpSocket<'s>>>::Service:
         tcp_layers::Connection<Error = embassy_net::tcp::Error>,
 {
     run(async move {

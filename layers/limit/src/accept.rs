@@ -108,8 +108,9 @@ impl AcceptLoop {
         self.consecutive = self.consecutive.saturating_add(1);
         self.failures = self.failures.saturating_add(1);
         let backoff = self.backoff.delay(self.consecutive);
-        let backoff_ms = u32::try_from(backoff.as_millis()).unwrap_or(u32::MAX);
         if self.consecutive.is_power_of_two() {
+            #[cfg(any(feature = "log", feature = "defmt"))]
+            let backoff_ms = backoff.as_millis();
             // `E` is only `Debug`: defmt gets it formatted on the device (a rare line).
             #[cfg(feature = "log")]
             log::warn!(

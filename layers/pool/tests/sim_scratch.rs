@@ -32,7 +32,7 @@ fn expected(k: usize) -> u64 {
 }
 
 /// Reads a request head and returns `k` from `GET /r/<k>`.
-async fn read_request(socket: &mut TcpSocket<'static>) -> Option<usize> {
+async fn read_request(socket: &mut TcpSocket<'_>) -> Option<usize> {
     let mut head = [0u8; 512];
     let mut len = 0;
     while !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
@@ -46,7 +46,7 @@ async fn read_request(socket: &mut TcpSocket<'static>) -> Option<usize> {
     text.split(' ').nth(1)?.strip_prefix("/r/")?.parse().ok()
 }
 
-async fn write_head(socket: &mut TcpSocket<'static>) -> Option<()> {
+async fn write_head(socket: &mut TcpSocket<'_>) -> Option<()> {
     let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n");
     socket.write_all(head.as_bytes()).await.ok()
 }
@@ -71,7 +71,7 @@ fn corrupted_responses(scratch: Scratch) -> usize {
         server::spawn_server_with(
             device.stack,
             config,
-            async move |socket: &mut TcpSocket<'static>| {
+            async move |socket: &mut TcpSocket<'_>| {
                 let Some(k) = read_request(socket).await else {
                     return;
                 };

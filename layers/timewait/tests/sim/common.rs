@@ -99,12 +99,12 @@ pub enum Server {
 
 impl Server {
     /// Serves `socket` with the raw responder, stamping when it ends the connection.
-    pub async fn serve(self, socket: &mut TcpSocket<'static>, ended: &Stamp) {
+    pub async fn serve(self, socket: &mut TcpSocket<'_>, ended: &Stamp) {
         self.serve_vanishing(socket, ended, None).await
     }
 
     /// Serves `socket` with [`write_and_end`] (no flush before `end`).
-    pub async fn write_and_end(self, socket: &mut TcpSocket<'static>, ended: &Stamp) {
+    pub async fn write_and_end(self, socket: &mut TcpSocket<'_>, ended: &Stamp) {
         match self {
             Server::Raw => write_and_end(&mut EndStamp::new(socket, ended, None)).await,
             Server::Layered => {
@@ -122,7 +122,7 @@ impl Server {
     /// connection.
     pub async fn serve_vanishing(
         self,
-        socket: &mut TcpSocket<'static>,
+        socket: &mut TcpSocket<'_>,
         ended: &Stamp,
         vanish: Option<Net>,
     ) {

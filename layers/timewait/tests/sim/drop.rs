@@ -50,7 +50,7 @@ enum Handler {
 /// finds it finished and there is no linger left to cut.
 const GIVE_UP_ON_END: Duration = Duration::from_millis(5);
 
-async fn handle(handler: Handler, socket: &mut TcpSocket<'static>, done: &Stamp) {
+async fn handle(handler: Handler, socket: &mut TcpSocket<'_>, done: &Stamp) {
     match handler {
         Handler::RawForgets => {
             respond(socket).await;
