@@ -13,6 +13,6 @@ mod socket;
 
 pub use frame::{Fin, Opcode, ProtocolError, close_code};
 pub use socket::{
-    CloseStatus, DataKind, Incoming, IoOnly, Keepalive, Piece, PieceEnd, Transport, WebSocket,
-    WsConfig, WsError,
+    CloseStatus, DataKind, Halves, Incoming, IoOnly, Keepalive, Piece, PieceEnd, Transport,
+    WebSocket, WsConfig, WsError,
 };

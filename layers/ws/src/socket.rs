@@ -127,7 +127,7 @@ impl Default for WsConfig {
 
 /// What a [`WebSocket`] needs of the connection under it: reads, writes and a way to
 /// end it. Every [`Connection`] is one (its [`Connection::end`]); [`IoOnly`] makes a
-/// plain embedded-io-async `Read + Write` one.
+/// plain embedded-io-async `Read + Write` one, [`Halves`] a separate reader and writer.
 #[allow(async_fn_in_trait)] // embassy-net sockets are !Send
 pub trait Transport: Read + Write {
     /// Ends the connection for `reason` and waits until the stack acted on it.
@@ -169,6 +169,42 @@ impl<T: Write> Write for IoOnly<T> {
 impl<T: Read + Write> Transport for IoOnly<T> {
     async fn end(&mut self, _reason: CloseReason) {
         let _ = self.0.flush().await;
+    }
+}
+
+/// A read half and a write half as one [`Transport`]: for a server whose upgrade hands
+/// the WebSocket handler a separate reader and writer (picoserve's `WebSocketCallback`
+/// does). Like [`IoOnly`], its `end` only flushes the writer; the server closes the
+/// socket when the handler returns.
+pub struct Halves<R, W> {
+    /// The read half.
+    pub read: R,
+    /// The write half.
+    pub write: W,
+}
+
+impl<R: ErrorType, W> ErrorType for Halves<R, W> {
+    type Error = R::Error;
+}
+
+impl<R: Read, W> Read for Halves<R, W> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, R::Error> {
+        self.read.read(buf).await
+    }
+}
+
+impl<R: Read, W: Write<Error = R::Error>> Write for Halves<R, W> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, R::Error> {
+        self.write.write(buf).await
+    }
+    async fn flush(&mut self) -> Result<(), R::Error> {
+        self.write.flush().await
+    }
+}
+
+impl<R: Read, W: Write<Error = R::Error>> Transport for Halves<R, W> {
+    async fn end(&mut self, _reason: CloseReason) {
+        let _ = self.write.flush().await;
     }
 }
 

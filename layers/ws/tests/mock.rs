@@ -450,3 +450,24 @@ fn a_send_the_peer_never_acknowledges_ends_after_interval_plus_deadline() {
         assert_eq!(mock.ends(), [CloseReason::Reaped(Deadline::Keepalive)]);
     });
 }
+
+#[test]
+fn a_separate_reader_and_writer_work_as_one_transport() {
+    run(async {
+        let mock = Mock::new().with_read(&frame(Fin::Final, Opcode::Ping, b"hi"));
+        let halves = tcp_layers_ws::Halves {
+            read: mock.clone(),
+            write: mock.clone(),
+        };
+        let mut ws = WebSocket::new(halves, NO_KEEPALIVE);
+        ws.send(DataKind::Text, b"ok").await.unwrap();
+        // The ping is answered, then the peer's silence: nothing more arrives.
+        let mut buf = [0u8; 8];
+        let read = select(ws.read(&mut buf), Timer::after(Duration::from_secs(1))).await;
+        assert!(matches!(read, Either::Second(())));
+        assert_eq!(mock.written(), [0x81, 2, b'o', b'k', 0x8A, 2, b'h', b'i']);
+        // A Halves' end only flushes: the server that owns the socket closes it.
+        assert_eq!(ws.close(1000).await, Ok(()));
+        assert!(mock.ends().is_empty());
+    });
+}
