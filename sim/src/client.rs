@@ -2048,11 +2048,22 @@ pub struct SseOutcome {
     pub end: PeerEnd,
 }
 
-/// Opens `/sse` and reads `events` events (or until the server ends it or `max`
-/// passes), then closes.
+/// Opens `/sse` (the responder's stream) and reads `events` events (or until the
+/// server ends it or `max` passes), then closes.
 pub async fn sse(
     stack: Stack<'static>,
     server: SocketAddr,
+    events: usize,
+    max: Duration,
+) -> Result<SseOutcome, ClientError> {
+    sse_on(stack, server, "/sse", events, max).await
+}
+
+/// [`sse`] on the stream at `path` (`curl -N <path>` as a client of a device would).
+pub async fn sse_on(
+    stack: Stack<'static>,
+    server: SocketAddr,
+    path: &str,
     events: usize,
     max: Duration,
 ) -> Result<SseOutcome, ClientError> {
@@ -2061,8 +2072,9 @@ pub async fn sse(
     let mut session = Session::connect(stack, &mut buffers, server, options).await?;
     let t0 = Instant::now();
     let deadline = t0 + max;
-    let request = b"GET /sse HTTP/1.1\r\nHost: device\r\nAccept: text/event-stream\r\n\r\n";
-    if session.socket.write_all(request).await.is_err() {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: device\r\nAccept: text/event-stream\r\n\r\n");
+    if session.socket.write_all(request.as_bytes()).await.is_err() {
         return Err(ClientError::Reset { received: 0 });
     }
     let mut buf = Vec::new();

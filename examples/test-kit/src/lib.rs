@@ -4,10 +4,12 @@
 //! is spawned with embassy-executor's `Spawner` as the firmware's `main` spawns it, on
 //! a simulated device (ESP32-S3 profile, 8 sockets) behind a 20 ms, 10 Mbit/s Wi-Fi
 //! link, and scripted clients play the scenarios of the real-network check
-//! (`tests/real_network.sh`): correctness, cancels, silent closers, a slow reader,
-//! slowloris.
+//! (`tests/real_network.sh`): correctness, cancels, second device, a stream over the
+//! cap, silent closers, a slow reader, slowloris.
 //!
-//! [`run_scenarios`] runs them all in one simulation and returns what it measured. A
+//! [`run_scenarios`] runs them all in one simulation and returns its figures, named as
+//! the real-network check names them; `tests/agreement.py` judges both with the same
+//! goals and fails when a verdict differs. A
 //! task that never ends (the HTTP task) keeps its `static` pool slot for the life of
 //! the process, so each test binary runs one simulation: `tests/layered.rs` the app
 //! with its layer stack, `tests/unlayered.rs` the same app on the bare socket.
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use camera_app::{server, stats};
 use tcp_layers::limit::StackServices;
 use tcp_layers::profile;
-use tcp_layers::sim::client::{ClientBuffers, ClientOptions, PeerEnd, Session};
+use tcp_layers::sim::client::{CameraPage, ClientBuffers, ClientOptions, PeerEnd, Session};
 use tcp_layers::sim::embassy_net::Stack;
 use tcp_layers::sim::{Duration, Instant, LinkConfig, Net, Timer, client, run, spawn, spawner};
 
@@ -50,33 +52,102 @@ async fn http_task(stack: Stack<'static>, layering: Layering) {
     }
 }
 
-/// What the scenarios measured.
+/// One figure, in the real-network check's shape: the scenario and the metric are
+/// those of `tests/real_network.py`, so `tests/agreement.py` can judge both with the
+/// same goals.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Figure {
+    /// The real-network scenario it mirrors.
+    pub scenario: &'static str,
+    /// The metric's name there.
+    pub metric: &'static str,
+    /// `None` for a measurement that found nothing (a slot still held at its bound).
+    pub value: Option<f64>,
+    /// Its unit there.
+    pub unit: &'static str,
+}
+
+/// Everything one simulation measured.
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
-    /// `/` and `/frame.jpg`, 10 each: answers with status 200 and a body.
-    pub correct_responses: usize,
-    /// Frame downloads the client cut mid-transfer (RST after 8 KiB).
-    pub cancels: usize,
-    /// Closes the app's counters give the reason `client_cancelled`.
-    pub cancels_counted: u64,
-    /// Silent closers (two addresses, four connections each): asked to close, they read
-    /// the answer and the device's FIN and then stay open and silent. How many were
-    /// served.
-    pub silent_closers_served: usize,
-    /// From the last silent closer's FIN to the device accepting on every socket again
-    /// (8 connections at once from 8 addresses all accepted).
-    pub silent_closer_until_accepting: Option<Duration>,
-    /// A reader that never reads a frame: when the server freed its slot.
-    pub slow_reader_slot_free: Option<Duration>,
-    /// Closes the app's counters give the reason `reaped_stall`.
-    pub stall_reaps: u64,
-    /// Slowloris (50 slow heads from one address for 14 s): the share of a second
-    /// device's `GET /` (every 500 ms, 2 s each) that were answered.
-    pub slowloris_legit_ok_ratio: f64,
-    /// Log lines at WARN or ERROR during the whole run.
-    pub warn_lines: usize,
+    /// In the order the scenarios ran.
+    pub figures: Vec<Figure>,
     /// The counters as `/stats` shows them, at the end.
     pub stats: String,
+}
+
+impl Figures {
+    /// The value of `scenario`/`metric`, if it was measured and found something.
+    pub fn get(&self, scenario: &str, metric: &str) -> Option<f64> {
+        self.figures
+            .iter()
+            .find(|f| f.scenario == scenario && f.metric == metric)
+            .and_then(|f| f.value)
+    }
+
+    /// One JSON object per line, as `tests/real_network.sh --record` writes them, for
+    /// the variant the real-network check gives this app (`picoserve` or
+    /// `picoserve_layered`).
+    pub fn json_lines(&self, layering: Layering) -> String {
+        let mut out = String::new();
+        for f in &self.figures {
+            let value = match f.value {
+                Some(v) if v.is_finite() => format!("{v}"),
+                _ => "null".to_string(),
+            };
+            out += &format!(
+                "{{\"scenario\":\"{}\",\"variant\":\"{}\",\"metric\":\"{}\",\"value\":{},\"unit\":\"{}\"}}\n",
+                f.scenario,
+                layering.variant(),
+                f.metric,
+                value,
+                f.unit
+            );
+        }
+        out
+    }
+
+    /// Writes [`Self::json_lines`] to `<dir>/<variant>.jsonl` when the environment
+    /// variable `TEST_KIT_FIGURES` names a directory (CI's agreement check reads them).
+    pub fn record(&self, layering: Layering) {
+        if let Some(dir) = std::env::var_os("TEST_KIT_FIGURES") {
+            let path = std::path::Path::new(&dir).join(format!("{}.jsonl", layering.variant()));
+            std::fs::create_dir_all(&dir).expect("the figures directory can be created");
+            std::fs::write(&path, self.json_lines(layering)).expect("the figures can be written");
+        }
+    }
+
+    fn push(
+        &mut self,
+        scenario: &'static str,
+        metric: &'static str,
+        value: Option<f64>,
+        unit: &'static str,
+    ) {
+        self.figures.push(Figure {
+            scenario,
+            metric,
+            value,
+            unit,
+        });
+    }
+
+    /// The WARN and ERROR lines logged since `mark`, as the scenario's `warn_lines`.
+    fn warn_lines(&mut self, scenario: &'static str, mark: usize) {
+        let lines = WARN_LINES.load(Ordering::SeqCst) - mark;
+        self.push(scenario, "warn_lines", Some(lines as f64), "lines");
+    }
+}
+
+impl Layering {
+    /// The variant the real-network check gives this app: the app is served by
+    /// picoserve, with (`picoserve_layered`) or without its layers.
+    pub const fn variant(self) -> &'static str {
+        match self {
+            Layering::Layered => "picoserve_layered",
+            Layering::Unlayered => "picoserve",
+        }
+    }
 }
 
 /// Counts WARN and ERROR lines and prints them (a test shows its output when it fails).
@@ -105,9 +176,10 @@ impl log::Log for CountingLog {
     fn flush(&self) {}
 }
 
-/// Runs every scenario against the app in one simulation, in this order: correctness,
-/// cancels, silent closers, slow reader, slowloris. Call it once per process (see the
-/// crate docs).
+/// Runs every scenario against the app in one simulation, in the order of the
+/// real-network check: correctness, cancels, second device, a stream over the cap,
+/// silent closers, a slow reader, slowloris. Call it once per process (see the crate
+/// docs).
 pub fn run_scenarios(layering: Layering) -> Figures {
     let _ = log::set_logger(&CountingLog);
     log::set_max_level(log::LevelFilter::Warn);
@@ -118,56 +190,188 @@ pub fn run_scenarios(layering: Layering) -> Figures {
         stats::install_event_hook();
         spawner().spawn(http_task(device.stack, layering).expect("one HTTP task"));
         let addr = device.addr(PORT);
-        let mut figures = Figures::default();
+        let mut f = Figures::default();
 
-        // Correctness: every answer complete.
+        // Correctness: `/` and `/frame.jpg` 20 times each, every answer a 200 whose
+        // body is as long as announced (the real check compares the bytes too).
         let browser = net.client();
-        for _ in 0..10 {
+        let mut complete = 0;
+        for _ in 0..20 {
             for path in ["/", "/frame.jpg"] {
                 if let Ok(r) = client::get(browser.stack, addr, path).await
                     && r.status == 200
                     && r.body_len > 0
                 {
-                    figures.correct_responses += 1;
+                    complete += 1;
                 }
             }
         }
+        f.push(
+            "correctness",
+            "exact_responses",
+            Some(f64::from(complete)),
+            "of 40",
+        );
 
         // Cancels: a browser swapping images, each frame cut after 8 KiB.
+        let mark = WARN_LINES.load(Ordering::SeqCst);
+        let before = counter(&stats::snapshot().to_string(), "client_cancelled");
+        let mut cut = 0;
         for _ in 0..30 {
             if client::cancel_after(browser.stack, addr, "/frame.jpg", 8192)
                 .await
                 .is_ok()
             {
-                figures.cancels += 1;
+                cut += 1;
             }
         }
         Timer::after(Duration::from_secs(1)).await;
-        figures.cancels_counted = counter(&stats::snapshot().to_string(), "client_cancelled");
+        let counted = counter(&stats::snapshot().to_string(), "client_cancelled") - before;
+        f.push("cancels", "cut_mid_transfer", Some(f64::from(cut)), "of 30");
+        f.warn_lines("cancels", mark);
+        f.push("cancels", "cancels_counted", Some(counted as f64), "count");
+
+        second_device(&net, addr, &mut f).await;
+        sse_over_cap(&net, addr, &mut f).await;
 
         // Silent closers on every socket, then: when does every socket accept again?
+        let mark = WARN_LINES.load(Ordering::SeqCst);
         let (served, back) = silent_closers(&net, addr).await;
-        figures.silent_closers_served = served;
-        figures.silent_closer_until_accepting = back;
+        f.push("silent_closer", "served", Some(served as f64), "of 8");
+        f.push("silent_closer", "ms_until_accepting", back.map(ms), "ms");
+        f.warn_lines("silent_closer", mark);
 
         // A slow reader: a frame asked for with a 1 KiB window, never read.
+        let mark = WARN_LINES.load(Ordering::SeqCst);
+        let before = counter(&stats::snapshot().to_string(), "reaped_stall");
         let reader = net.client();
-        if let Ok(hold) =
-            client::slow_reader(reader.stack, addr, "/frame.jpg", Duration::from_secs(20)).await
-            && hold.held < Duration::from_secs(20)
-        {
-            figures.slow_reader_slot_free = Some(hold.held);
-        }
+        let freed = match client::slow_reader(reader.stack, addr, "/frame.jpg", BOUND).await {
+            Ok(hold) if hold.held < BOUND => Some(ms(hold.held)),
+            _ => None,
+        };
         Timer::after(Duration::from_secs(1)).await;
-        figures.stall_reaps = counter(&stats::snapshot().to_string(), "reaped_stall");
+        let reaps = counter(&stats::snapshot().to_string(), "reaped_stall") - before;
+        f.push("slow_reader", "slot_free_ms", freed, "ms");
+        f.push("slow_reader", "stall_reaps", Some(reaps as f64), "count");
+        f.warn_lines("slow_reader", mark);
 
         // Slowloris from one address, a second device asking for the page meanwhile.
-        figures.slowloris_legit_ok_ratio = slowloris(&net, addr).await;
+        let mark = WARN_LINES.load(Ordering::SeqCst);
+        let (ratio, first) = slowloris(&net, addr).await;
+        f.push("slowloris", "legit_ok_ratio", Some(ratio), "ratio");
+        f.push("slowloris", "first_ok_ms", first.map(ms), "ms");
+        f.warn_lines("slowloris", mark);
 
-        figures.warn_lines = WARN_LINES.load(Ordering::SeqCst);
-        figures.stats = stats::snapshot().to_string();
-        figures
+        f.stats = stats::snapshot().to_string();
+        f
     })
+}
+
+/// How long the real-network check waits for a held socket: past it the figure is
+/// "held" (`None`).
+const BOUND: Duration = Duration::from_secs(20);
+
+fn ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// The real network's `second_device`, with the simulated browser fitted to headless
+/// Chromium (`tests/browser_model.py`): device A opens the camera page (6 tiles loading
+/// frames back to back, its EventSource on `/events` opened during that burst); 1 s
+/// in, device B, from an address of its own, fetches `/` and then `/frame.jpg` (5 s
+/// each, as `curl -m 5`); at 4 s A's page is read and closed. 10 runs.
+async fn second_device(net: &Net, addr: std::net::SocketAddr, f: &mut Figures) {
+    let mark = WARN_LINES.load(Ordering::SeqCst);
+    let (a, b) = (net.client(), net.client());
+    let page = CameraPage::new().with_events(Some("/events"));
+    let (mut b_ok, mut b_ms, mut events, mut given_up) = (0u32, Vec::new(), 0, 0);
+    for _ in 0..10 {
+        let start = Instant::now();
+        let view = client::camera_page(a.stack, addr, &page);
+        Timer::at(start + Duration::from_secs(1)).await;
+        let b_start = Instant::now();
+        let mut ok = true;
+        for path in ["/", "/frame.jpg"] {
+            let r = client::get_within(b.stack, addr, path, Duration::from_secs(5)).await;
+            ok &= matches!(r, Ok(r) if r.status == 200 && r.body_len > 0);
+        }
+        if ok {
+            b_ok += 1;
+            b_ms.push(ms(Instant::now() - b_start));
+        }
+        Timer::at(start + Duration::from_secs(4)).await;
+        let source = view.stats().events.unwrap_or_default();
+        events += source.events;
+        given_up += usize::from(source.given_up);
+        view.close().await;
+        // A's connections end before the next run.
+        Timer::after(Duration::from_millis(500)).await;
+    }
+    b_ms.sort_by(f64::total_cmp);
+    f.push("second_device", "b_ok_runs", Some(f64::from(b_ok)), "of 10");
+    f.push(
+        "second_device",
+        "b_ms",
+        b_ms.get(b_ms.len() / 2).copied(),
+        "ms",
+    );
+    f.push(
+        "second_device",
+        "a_stream_events",
+        Some(events as f64),
+        "events",
+    );
+    f.push(
+        "second_device",
+        "a_streams_given_up",
+        Some(given_up as f64),
+        "of 10",
+    );
+    f.warn_lines("second_device", mark);
+}
+
+/// The real network's `sse_over_cap`: two event streams from devices of their own hold
+/// the stream slots (the ESP32-S3 profile has 2) for 3 s; at 0.5 s a browser opens the
+/// camera page (one tile and its EventSource) from another address, read 11 s later.
+/// Refused, the EventSource must come back by itself.
+async fn sse_over_cap(net: &Net, addr: std::net::SocketAddr, f: &mut Figures) {
+    let mark = WARN_LINES.load(Ordering::SeqCst);
+    let start = Instant::now();
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let holder = net.client();
+        holders.push(spawn(client::sse_on(
+            holder.stack,
+            addr,
+            "/events",
+            usize::MAX,
+            Duration::from_secs(3),
+        )));
+    }
+    Timer::at(start + Duration::from_millis(500)).await;
+    let page = CameraPage::new().with_tiles(1).with_events(Some("/events"));
+    let view = client::camera_page(net.client().stack, addr, &page);
+    Timer::at(start + Duration::from_millis(500) + Duration::from_secs(11)).await;
+    let source = view.stats().events.unwrap_or_default();
+    view.close().await;
+    for holder in holders {
+        let _ = holder.await;
+    }
+    let flag = |on: bool| Some(f64::from(u8::from(on)));
+    f.push(
+        "sse_over_cap",
+        "refused_first",
+        flag(source.reconnects > 0 || source.given_up),
+        "bool",
+    );
+    f.push(
+        "sse_over_cap",
+        "served_after_retry",
+        flag(source.events > 0),
+        "bool",
+    );
+    f.push("sse_over_cap", "given_up", flag(source.given_up), "bool");
+    f.warn_lines("sse_over_cap", mark);
 }
 
 /// Fills every socket with a client that asks the device to close, reads the answer
@@ -243,8 +447,9 @@ async fn accepting(probes: &[tcp_layers::sim::Host], addr: std::net::SocketAddr)
 }
 
 /// `slowhttptest -H -c 50 -r 100 -i 10 -l 14` from one client host while another asks
-/// for `/` every 500 ms with 2 s to answer: the share answered.
-async fn slowloris(net: &Net, addr: std::net::SocketAddr) -> f64 {
+/// for `/` every 500 ms with 2 s to answer: the share answered, and when the first
+/// answer came after the attack started.
+async fn slowloris(net: &Net, addr: std::net::SocketAddr) -> (f64, Option<Duration>) {
     let start = Instant::now();
     let until = start + Duration::from_secs(14);
     let attacker = net.client();
@@ -264,7 +469,7 @@ async fn slowloris(net: &Net, addr: std::net::SocketAddr) -> f64 {
         }
     });
     let legit = net.client();
-    let (mut attempts, mut ok) = (0u32, 0u32);
+    let (mut attempts, mut ok, mut first) = (0u32, 0u32, None);
     Timer::at(start + Duration::from_millis(300)).await;
     while Instant::now() - start < Duration::from_secs(12) {
         let tick = Instant::now();
@@ -272,11 +477,12 @@ async fn slowloris(net: &Net, addr: std::net::SocketAddr) -> f64 {
         attempts += 1;
         if matches!(r, Ok(r) if r.status == 200 && r.body_len > 0) {
             ok += 1;
+            first.get_or_insert(Instant::now() - start);
         }
         Timer::at(tick + Duration::from_millis(500)).await;
     }
     let _ = attack.await;
-    f64::from(ok) / f64::from(attempts)
+    (f64::from(ok) / f64::from(attempts), first)
 }
 
 /// The count of close reason `name` in the JSON line of `/stats`.
