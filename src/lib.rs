@@ -13,6 +13,7 @@
 //! | [`TimeWaitLayer`] | closed sockets stuck in TIME_WAIT / FIN_WAIT |
 //! | [`StreamPathsLayer`] | SSE and WebSocket requests counted as page loads (the server cannot call `set_class`) |
 //! | [`Pool`] | a shared scratch buffer corrupts concurrent responses |
+//! | [`WebSocket`] | WebSocket frames unmasked byte by byte; a vanished WebSocket peer holds its socket for good |
 //!
 //! [`default_stack`] puts every connection layer in the order that makes them compose;
 //! [`ConnectionBuilder`] builds any other stack, top to bottom. The [`guide`] shows a
@@ -49,6 +50,8 @@ pub use tcp_layers_timewait::{self as timewait, TimeWait, TimeWaitLayer};
 
 #[cfg(feature = "sim")]
 pub use tcp_layers_sim as sim;
+#[cfg(feature = "ws")]
+pub use tcp_layers_ws::{self as ws, WebSocket, WsConfig};
 
 // First: the logging macros are visible in the modules declared after it.
 mod fmt;

@@ -16,7 +16,11 @@
 //! cargo run --release --example showcase -- --scenario slowloris
 //! cargo run --release --example showcase -- --list             # scenario ids
 //! cargo run --release --example showcase -- --serve-frames raw  # for callgrind.sh
+//! cargo run --release --example showcase -- --unmask           # WebSocket unmask MiB/s
 //! ```
+//!
+//! `--unmask` prints the WebSocket unmask throughput of the word-wise and the byte-wise
+//! loop on 4 KiB payloads and their ratio: host CPU speed, so not in the table.
 //!
 //! A JSON line is `{"scenario":"<id>","variant":"<id>","metric":"<id>","value":<number
 //! or null>,"unit":"<unit>"}`; `null` is a measurement that found nothing (a failed
@@ -29,6 +33,7 @@ mod report;
 mod scenarios;
 #[cfg(test)]
 mod smoke;
+mod unmask;
 mod variants;
 
 use std::process::ExitCode;
@@ -53,6 +58,8 @@ struct Args {
     /// `--serve-frames <variant>`: one metered run of `jpeg_frames` with that server
     /// alone (what `callgrind.sh` counts the instructions of).
     serve_frames: Option<Variant>,
+    /// `--unmask`: the WebSocket unmask throughput, word-wise against byte-wise.
+    unmask: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,12 +68,14 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         list: false,
         serve_frames: None,
+        unmask: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--json" => args.output = Output::JsonLines,
             "--list" => args.list = true,
+            "--unmask" => args.unmask = true,
             "--scenario" => {
                 let id = it.next().ok_or("--scenario needs an id (see --list)")?;
                 args.only = Some(
@@ -85,7 +94,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: showcase [--json] [--scenario <id>] [--list] [--serve-frames <variant>]"
+                    "usage: showcase [--json] [--scenario <id>] [--list] [--serve-frames <variant>] \
+                     [--unmask]"
                         .to_string(),
                 );
             }
@@ -107,6 +117,10 @@ fn main() -> ExitCode {
         for s in &scenarios::SCENARIOS {
             println!("{:<22} {}", s.id, s.summary);
         }
+        return ExitCode::SUCCESS;
+    }
+    if args.unmask {
+        unmask::run(args.output == Output::JsonLines);
         return ExitCode::SUCCESS;
     }
     probes::install_logger();
