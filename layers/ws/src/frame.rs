@@ -134,6 +134,8 @@ pub enum ProtocolError {
     InvalidClose,
     /// A close frame's reason is not UTF-8 (1007).
     InvalidCloseReason,
+    /// A text message is not UTF-8 (1007).
+    InvalidText,
     /// A frame's payload is longer than the configured cap (1009).
     TooLarge {
         /// The frame's payload length.
@@ -148,7 +150,7 @@ impl ProtocolError {
     /// 1007 (invalid payload data) or 1009 (message too big).
     pub const fn close_code(self) -> u16 {
         match self {
-            Self::InvalidCloseReason => close_code::INVALID_DATA,
+            Self::InvalidCloseReason | Self::InvalidText => close_code::INVALID_DATA,
             Self::TooLarge { .. } => close_code::TOO_BIG,
             _ => close_code::PROTOCOL_ERROR,
         }
@@ -167,6 +169,7 @@ impl ProtocolError {
             Self::ExpectedContinuation => "expected_continuation",
             Self::InvalidClose => "invalid_close",
             Self::InvalidCloseReason => "invalid_close_reason",
+            Self::InvalidText => "invalid_text",
             Self::TooLarge { .. } => "too_large",
         }
     }
@@ -189,6 +192,7 @@ impl core::fmt::Display for ProtocolError {
             }
             Self::InvalidClose => f.write_str("invalid close frame payload or status code"),
             Self::InvalidCloseReason => f.write_str("close reason is not UTF-8"),
+            Self::InvalidText => f.write_str("text message is not UTF-8"),
             Self::TooLarge { len, max } => {
                 write!(f, "frame payload of {len} bytes over the cap of {max}")
             }

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 mod socket;
+mod utf8;
 
 pub use frame::{Fin, Opcode, ProtocolError, close_code};
 pub use socket::{

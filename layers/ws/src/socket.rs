@@ -11,6 +11,7 @@ use crate::frame::{
     self, Fin, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, Opcode, Parse, ProtocolError, close_code,
 };
 use crate::mask::Unmasker;
+use crate::utf8::Utf8Check;
 
 /// How often the server pings a connection that sent nothing, and how long it then
 /// waits for any sign of life (a pong, any frame, any byte) before it ends it.
@@ -497,6 +498,8 @@ pub struct WebSocket<C> {
     state: ReadState,
     /// The kind of the fragmented data message in progress.
     message: Option<DataKind>,
+    /// The text message in progress so far is UTF-8 (up to an unfinished character).
+    text: Utf8Check,
     closing: Closing,
     head: [u8; MAX_HEADER_LEN],
     head_len: u8,
@@ -514,6 +517,7 @@ impl<C: Transport> WebSocket<C> {
             config,
             state: ReadState::Header,
             message: None,
+            text: Utf8Check::default(),
             closing: Closing::Open,
             head: [0; MAX_HEADER_LEN],
             head_len: 0,
@@ -609,7 +613,10 @@ impl<C: Transport> WebSocket<C> {
                         (_, Some(_)) => {
                             return Err(self.fail(ProtocolError::ExpectedContinuation).await);
                         }
-                        (Opcode::Text, None) => DataKind::Text,
+                        (Opcode::Text, None) => {
+                            self.text = Utf8Check::default();
+                            DataKind::Text
+                        }
                         (_, None) => DataKind::Binary,
                     };
                     self.message = match header.fin {
@@ -617,6 +624,10 @@ impl<C: Transport> WebSocket<C> {
                         Fin::Final => None,
                     };
                     if header.payload_len == 0 {
+                        let last = header.fin == Fin::Final;
+                        if kind == DataKind::Text && self.text.feed(&[], last).is_err() {
+                            return Err(self.fail(ProtocolError::InvalidText).await);
+                        }
                         return Ok(Incoming::Data(Piece {
                             kind,
                             bytes: &mut buf[..0],
@@ -665,6 +676,10 @@ impl<C: Transport> WebSocket<C> {
                         };
                         PieceEnd::More
                     };
+                    let last = end == PieceEnd::Message;
+                    if kind == DataKind::Text && self.text.feed(bytes, last).is_err() {
+                        return Err(self.fail(ProtocolError::InvalidText).await);
+                    }
                     return Ok(Incoming::Data(Piece { kind, bytes, end }));
                 }
                 ReadState::Control {

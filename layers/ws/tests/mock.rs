@@ -154,8 +154,12 @@ fn a_header_split_byte_by_byte_and_a_payload_in_reads_of_7_bytes() {
 #[test]
 fn fragments_with_a_ping_between_them_continue_the_mask_across_reads() {
     run(async {
-        let first = pattern(1001);
-        let second: Vec<u8> = pattern(2003).iter().map(|b| b ^ 0x5A).collect();
+        // A text message: its bytes must be UTF-8 (ASCII letters here).
+        let first: Vec<u8> = pattern(1001).iter().map(|b| b'a' + b % 26).collect();
+        let second: Vec<u8> = pattern(2003)
+            .iter()
+            .map(|b| b'A' + (b ^ 0x5A) % 26)
+            .collect();
         let mock = Mock::new()
             .with_max_read(97)
             .with_read(&frame(Fin::More, Opcode::Text, &first))
@@ -205,6 +209,43 @@ fn a_frame_over_the_cap_closes_with_1009() {
         let mock = Mock::new().with_read(&frame(Fin::Final, Opcode::Binary, &pattern(16_384)));
         let mut ws = WebSocket::new(mock, NO_KEEPALIVE);
         assert_eq!(message(&mut ws, &mut [0u8; 4096]).await.1.len(), 16_384);
+    });
+}
+
+#[test]
+fn a_text_message_that_is_not_utf8_closes_with_1007_even_split_across_frames() {
+    run(async {
+        // "€ 🦀" cut inside the euro sign between two frames, read 1 byte at a time:
+        // valid, handed out piece by piece.
+        let crab = "€ 🦀".as_bytes();
+        let mock = Mock::new()
+            .with_max_read(1)
+            .with_read(&frame(Fin::More, Opcode::Text, &crab[..2]))
+            .with_read(&frame(Fin::Final, Opcode::Continuation, &crab[2..]))
+            .with_read(&text(&crab[..7]));
+        let mut ws = WebSocket::new(mock.clone(), NO_KEEPALIVE);
+        let mut buf = [0u8; 16];
+        assert_eq!(message(&mut ws, &mut buf).await.1, crab);
+        // A message that ends inside a character is not UTF-8.
+        assert_eq!(
+            read_error(&mut ws).await,
+            WsError::Protocol(ProtocolError::InvalidText)
+        );
+        assert_eq!(mock.written(), server_close(1007));
+        assert_eq!(mock.ends(), [CloseReason::LocalClose]);
+
+        // A byte that is never UTF-8, in the middle of a frame.
+        let mock = Mock::new().with_read(&text(b"caf\xFF"));
+        let mut ws = WebSocket::new(mock.clone(), NO_KEEPALIVE);
+        assert_eq!(
+            read_error(&mut ws).await,
+            WsError::Protocol(ProtocolError::InvalidText)
+        );
+        assert_eq!(mock.written(), server_close(1007));
+        // The same bytes as a binary message are data like any other.
+        let mock = Mock::new().with_read(&frame(Fin::Final, Opcode::Binary, b"caf\xFF"));
+        let mut ws = WebSocket::new(mock, NO_KEEPALIVE);
+        assert_eq!(message(&mut ws, &mut buf).await.1, b"caf\xFF");
     });
 }
 
