@@ -500,8 +500,6 @@ pub struct WebSocket<C> {
     message: Option<DataKind>,
     /// The text message in progress so far is UTF-8 (up to an unfinished character).
     text: Utf8Check,
-    /// The kind of the message [`Self::send_piece`] is sending, while it is unfinished.
-    sending: Option<DataKind>,
     closing: Closing,
     head: [u8; MAX_HEADER_LEN],
     head_len: u8,
@@ -520,7 +518,6 @@ impl<C: Transport> WebSocket<C> {
             state: ReadState::Header,
             message: None,
             text: Utf8Check::default(),
-            sending: None,
             closing: Closing::Open,
             head: [0; MAX_HEADER_LEN],
             head_len: 0,
@@ -723,34 +720,6 @@ impl<C: Transport> WebSocket<C> {
     /// Sends one whole message as one unmasked frame.
     pub async fn send(&mut self, kind: DataKind, payload: &[u8]) -> Result<(), WsError<C::Error>> {
         self.send_frame(kind.opcode(), Fin::Final, payload).await
-    }
-
-    /// Sends `bytes` as the next frame of an outgoing message of `kind`: the message's
-    /// first frame carries its kind, the others are continuations, and `end` says
-    /// whether it ends here ([`PieceEnd::Message`]). An echo hands each piece
-    /// [`Self::read`] returns straight back, so no message is held whole:
-    /// `ws.send_piece(piece.kind, piece.bytes, piece.end)`. See [`Self::send_frame`]
-    /// for when it returns and how the keepalive bounds it.
-    pub async fn send_piece(
-        &mut self,
-        kind: DataKind,
-        bytes: &[u8],
-        end: PieceEnd,
-    ) -> Result<(), WsError<C::Error>> {
-        let opcode = match self.sending {
-            Some(_) => Opcode::Continuation,
-            None => kind.opcode(),
-        };
-        let fin = match end {
-            PieceEnd::Message => Fin::Final,
-            PieceEnd::More | PieceEnd::Frame => Fin::More,
-        };
-        self.send_frame(opcode, fin, bytes).await?;
-        self.sending = match fin {
-            Fin::Final => None,
-            Fin::More => Some(kind),
-        };
-        Ok(())
     }
 
     /// Sends one frame: a fragment of a message (`Text`/`Binary` then `Continuation`,

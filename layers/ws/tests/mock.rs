@@ -512,30 +512,3 @@ fn a_separate_reader_and_writer_work_as_one_transport() {
         assert!(mock.ends().is_empty());
     });
 }
-
-#[test]
-fn send_piece_sends_a_message_as_its_first_frame_then_continuations() {
-    run(async {
-        let mock = Mock::new();
-        let mut ws = WebSocket::new(mock.clone(), NO_KEEPALIVE);
-        ws.send_piece(DataKind::Binary, b"ab", PieceEnd::More)
-            .await
-            .unwrap();
-        ws.send_piece(DataKind::Binary, b"c", PieceEnd::Frame)
-            .await
-            .unwrap();
-        ws.send_piece(DataKind::Binary, b"d", PieceEnd::Message)
-            .await
-            .unwrap();
-        ws.send_piece(DataKind::Text, b"e", PieceEnd::Message)
-            .await
-            .unwrap();
-        let expected: &[u8] = &[
-            0x02, 2, b'a', b'b', // binary, more to come
-            0x00, 1, b'c', // continuation
-            0x80, 1, b'd', // continuation, final
-            0x81, 1, b'e', // a new text message, whole
-        ];
-        assert_eq!(mock.written(), expected);
-    });
-}

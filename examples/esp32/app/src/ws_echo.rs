@@ -19,7 +19,9 @@
 use embassy_time::{Duration, with_timeout};
 use tcp_layers::core::{ErrorType, Read, Write};
 use tcp_layers::http::server::{Ending, server_end_reason};
-use tcp_layers::ws::{Incoming, Keepalive, WebSocket, WsConfig, handshake::accept_key};
+use tcp_layers::ws::{
+    Fin, Incoming, Keepalive, Opcode, PieceEnd, WebSocket, WsConfig, handshake::accept_key,
+};
 use tcp_layers::{Connection, ConnectionClass};
 
 use crate::server::TIMEOUTS;
@@ -110,7 +112,9 @@ async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
     }
     conn.queue_flushes();
     let mut ws = WebSocket::new(conn, CONFIG);
-    // Each piece the reader hands out goes back as one frame of the same message.
+    // Each piece the reader hands out goes back as one frame of the same message:
+    // the first frame of a message carries its kind, the others are continuations.
+    let mut first = true;
     loop {
         let piece = match ws.read(buffer).await {
             Ok(Incoming::Data(piece)) => piece,
@@ -118,7 +122,17 @@ async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
             Ok(Incoming::Closed(_)) => return,
             Err(e) => return ended(&mut ws, e).await,
         };
-        if let Err(e) = ws.send_piece(piece.kind, piece.bytes, piece.end).await {
+        let opcode = if first {
+            piece.kind.opcode()
+        } else {
+            Opcode::Continuation
+        };
+        let fin = match piece.end {
+            PieceEnd::Message => Fin::Final,
+            PieceEnd::More | PieceEnd::Frame => Fin::More,
+        };
+        first = piece.end == PieceEnd::Message;
+        if let Err(e) = ws.send_frame(opcode, fin, piece.bytes).await {
             return ended(&mut ws, e).await;
         }
     }
