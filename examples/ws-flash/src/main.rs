@@ -56,21 +56,12 @@ impl Write for Pipe {
 
 #[cfg(feature = "ws")]
 async fn handler(conn: Pipe) {
-    use tcp_layers_ws::{Fin, Incoming, IoOnly, Opcode, PieceEnd, WebSocket, WsConfig};
+    use tcp_layers_ws::{Incoming, IoOnly, Relay, WebSocket, WsConfig};
     let mut ws = WebSocket::new(IoOnly(conn), WsConfig::new());
     let mut buf = [0u8; 512];
-    let mut first = true;
+    let mut relay = Relay::new();
     while let Ok(Incoming::Data(piece)) = ws.read(&mut buf).await {
-        let opcode = if first {
-            piece.kind.opcode()
-        } else {
-            Opcode::Continuation
-        };
-        let fin = match piece.end {
-            PieceEnd::Message => Fin::Final,
-            PieceEnd::More | PieceEnd::Frame => Fin::More,
-        };
-        first = piece.end == PieceEnd::Message;
+        let (opcode, fin) = relay.frame_for(&piece);
         if ws.send_frame(opcode, fin, piece.bytes).await.is_err() {
             break;
         }

@@ -14,6 +14,6 @@ mod utf8;
 
 pub use frame::{Fin, Opcode, ProtocolError, close_code};
 pub use socket::{
-    CloseStatus, DataKind, Halves, Incoming, IoOnly, Keepalive, Piece, PieceEnd, Transport,
+    CloseStatus, DataKind, Halves, Incoming, IoOnly, Keepalive, Piece, PieceEnd, Relay, Transport,
     WebSocket, WsConfig, WsError,
 };

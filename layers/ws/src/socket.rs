@@ -253,6 +253,41 @@ pub struct Piece<'b> {
     pub end: PieceEnd,
 }
 
+/// The frames that send a message on piece by piece as [`WebSocket::read`] hands it
+/// out (an echo, a relay to another peer), so no message is ever held whole: the
+/// first frame carries the message's kind, the others are continuations, and the
+/// frame of the message's last piece has FIN.
+///
+/// Plain state, no future: one per direction of a relay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relay {
+    /// Whether a message was started and not yet finished.
+    mid_message: bool,
+}
+
+impl Relay {
+    /// Before any message.
+    pub const fn new() -> Self {
+        Self { mid_message: false }
+    }
+
+    /// The opcode and FIN of the frame that sends `piece` on, for
+    /// [`WebSocket::send_frame`].
+    pub fn frame_for(&mut self, piece: &Piece<'_>) -> (Opcode, Fin) {
+        let opcode = if self.mid_message {
+            Opcode::Continuation
+        } else {
+            piece.kind.opcode()
+        };
+        let fin = match piece.end {
+            PieceEnd::Message => Fin::Final,
+            PieceEnd::More | PieceEnd::Frame => Fin::More,
+        };
+        self.mid_message = fin == Fin::More;
+        (opcode, fin)
+    }
+}
+
 /// How the peer closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -8,8 +8,8 @@ use tcp_layers_mock::{Mock, pattern};
 use tcp_layers_sim::{Duration, Instant, Timer, run};
 use tcp_layers_ws::mask::unmask_bytewise;
 use tcp_layers_ws::{
-    CloseStatus, DataKind, Fin, Incoming, Keepalive, Opcode, PieceEnd, ProtocolError, WebSocket,
-    WsConfig, WsError,
+    CloseStatus, DataKind, Fin, Incoming, Keepalive, Opcode, PieceEnd, ProtocolError, Relay,
+    WebSocket, WsConfig, WsError,
 };
 
 const KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
@@ -510,5 +510,69 @@ fn a_separate_reader_and_writer_work_as_one_transport() {
         // A Halves' end only flushes: the server that owns the socket closes it.
         assert_eq!(ws.close(1000).await, Ok(()));
         assert!(mock.ends().is_empty());
+    });
+}
+
+/// The server's frames in `bytes` (unmasked, lengths under 64 KiB): FIN, opcode bits,
+/// payload.
+fn server_frames(mut bytes: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while let [b0, b1, rest @ ..] = bytes {
+        let (len, rest) = match b1 & 0x7F {
+            126 => (
+                usize::from(u16::from_be_bytes([rest[0], rest[1]])),
+                &rest[2..],
+            ),
+            n => (usize::from(n), rest),
+        };
+        frames.push((b0 & 0x80 != 0, b0 & 0x0F, rest[..len].to_vec()));
+        bytes = &rest[len..];
+    }
+    frames
+}
+
+#[test]
+fn a_relay_sends_each_message_on_piece_by_piece_with_its_kind_first() {
+    run(async {
+        let first = pattern(700);
+        let second = pattern(301);
+        let mock = Mock::new()
+            .with_max_read(97)
+            .with_read(&frame(Fin::More, Opcode::Binary, &first))
+            .with_read(&frame(Fin::Final, Opcode::Continuation, &second))
+            .with_read(&text(b"one frame"));
+        let mut ws = WebSocket::new(mock.clone(), NO_KEEPALIVE);
+        let mut buf = [0u8; 128];
+        let mut relay = Relay::new();
+        for _ in 0..2 {
+            loop {
+                let Ok(Incoming::Data(piece)) = ws.read(&mut buf).await else {
+                    panic!()
+                };
+                let end = piece.end;
+                let (opcode, fin) = relay.frame_for(&piece);
+                ws.send_frame(opcode, fin, piece.bytes).await.unwrap();
+                if end == PieceEnd::Message {
+                    break;
+                }
+            }
+        }
+        let frames = server_frames(&mock.written());
+        // More than one frame for the binary message: it went on piece by piece.
+        let (binary, rest) = frames.split_at(frames.len() - 1);
+        assert!(binary.len() > 2, "{} frames", binary.len());
+        assert_eq!(binary[0].1, Opcode::Binary.bits());
+        assert!(
+            binary[1..]
+                .iter()
+                .all(|f| f.1 == Opcode::Continuation.bits())
+        );
+        let fins: Vec<bool> = binary.iter().map(|f| f.0).collect();
+        assert_eq!(fins.iter().filter(|fin| **fin).count(), 1);
+        assert_eq!(fins.last(), Some(&true));
+        let payload: Vec<u8> = binary.iter().flat_map(|f| f.2.clone()).collect();
+        assert_eq!(payload, [first, second].concat());
+        // The next message starts with its own kind again.
+        assert_eq!(rest[0], (true, Opcode::Text.bits(), b"one frame".to_vec()));
     });
 }

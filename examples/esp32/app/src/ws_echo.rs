@@ -19,9 +19,7 @@
 use embassy_time::{Duration, with_timeout};
 use tcp_layers::core::{ErrorType, Read, Write};
 use tcp_layers::http::server::{Ending, server_end_reason};
-use tcp_layers::ws::{
-    Fin, Incoming, Keepalive, Opcode, PieceEnd, WebSocket, WsConfig, handshake::accept_key,
-};
+use tcp_layers::ws::{Incoming, Keepalive, Relay, WebSocket, WsConfig, handshake::accept_key};
 use tcp_layers::{Connection, ConnectionClass};
 
 use crate::server::TIMEOUTS;
@@ -112,9 +110,8 @@ async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
     }
     conn.queue_flushes();
     let mut ws = WebSocket::new(conn, CONFIG);
-    // Each piece the reader hands out goes back as one frame of the same message:
-    // the first frame of a message carries its kind, the others are continuations.
-    let mut first = true;
+    // Each piece the reader hands out goes back as one frame of the same message.
+    let mut relay = Relay::new();
     loop {
         let piece = match ws.read(buffer).await {
             Ok(Incoming::Data(piece)) => piece,
@@ -122,16 +119,7 @@ async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
             Ok(Incoming::Closed(_)) => return,
             Err(e) => return ended(&mut ws, e).await,
         };
-        let opcode = if first {
-            piece.kind.opcode()
-        } else {
-            Opcode::Continuation
-        };
-        let fin = match piece.end {
-            PieceEnd::Message => Fin::Final,
-            PieceEnd::More | PieceEnd::Frame => Fin::More,
-        };
-        first = piece.end == PieceEnd::Message;
+        let (opcode, fin) = relay.frame_for(&piece);
         if let Err(e) = ws.send_frame(opcode, fin, piece.bytes).await {
             return ended(&mut ws, e).await;
         }
