@@ -6,7 +6,8 @@
 //! [`AcceptLoop::accept_socket`] (backs off on errors, never exits), wraps the socket
 //! in the layer stack, runs `serve_http` on it and ends the connection with the
 //! [`CloseReason`] that returns. `serve_http` reads a request head, answers it and
-//! goes on while the connection is kept alive. It waits as long as the picoserve server
+//! goes on while the connection is kept alive; a `GET /ws` becomes the app's WebSocket
+//! echo (`ws_echo`) on the same connection. It waits as long as the picoserve server
 //! does (`server::TIMEOUTS`): 4 s for the first request, 6 s for the next one, 9 s for
 //! the rest of a head, 6 s for any write to make progress.
 //!
@@ -43,7 +44,7 @@ use crate::content::{
     Frame, Header, PAGE, PAGE_HEADERS, Route, STATS_HEADERS, TEXT_HEADERS, Text,
 };
 use crate::server::{self, HTTP_BUFFER_BYTES, Resources, TCP_RX_BYTES, TCP_TX_BYTES, TIMEOUTS};
-use crate::stats;
+use crate::{stats, ws_echo};
 
 /// Bytes of a response head: the status line, at most three headers of the app, the
 /// length and `Connection`.
@@ -216,6 +217,9 @@ async fn serve_http<C: Connection>(conn: &mut C, buf: &mut [u8]) -> CloseReason 
             let _ = send(conn, "400 Bad Request", &TEXT_HEADERS, &[], false).await;
             return CloseReason::LocalClose;
         };
+        if request.method == "GET" && ws_echo::is_echo_target(request.target.as_bytes()) {
+            return ws_echo::echo_after_head(conn, buf, head_len).await;
+        }
         let keep_alive = request.keep_alive && !request.has_body;
         if let Some(end) = respond(conn, &request, keep_alive).await {
             return end;

@@ -9,7 +9,8 @@
 //! every other request goes to picoserve with the bytes read so far handed back first
 //! ([`Replay`]). Browsers open a new connection for every WebSocket, so looking at a
 //! connection's first request is enough; a `/ws` later on a keep-alive connection is
-//! picoserve's (a 404).
+//! picoserve's (a 404). The hand-written server reads request heads itself and hands a
+//! `GET /ws` head to [`echo_after_head`], on any request of a connection.
 //!
 //! The WebSocket runs on the layered connection: the upgrade asks the budget for the
 //! stream class (refused: `503`), the reaper sees the `101` and treats the connection as
@@ -20,7 +21,7 @@ use embassy_time::{Duration, with_timeout};
 use tcp_layers::core::{ErrorType, Read, Write};
 use tcp_layers::http::server::{Ending, server_end_reason};
 use tcp_layers::ws::{Incoming, Keepalive, Relay, WebSocket, WsConfig, handshake::accept_key};
-use tcp_layers::{Connection, ConnectionClass};
+use tcp_layers::{CloseReason, Connection, ConnectionClass};
 
 use crate::server::TIMEOUTS;
 
@@ -74,22 +75,53 @@ pub async fn upgrade_or_http<C: Connection>(conn: C, buffer: &mut [u8]) -> Optio
         conn.end(reason).await;
         return None;
     }
-    let is_ws = conn.pending().starts_with(b"GET /ws ") || conn.pending().starts_with(b"GET /ws?");
-    if !is_ws {
+    let target = conn.pending().strip_prefix(b"GET ").unwrap_or_default();
+    let end = target
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(target.len());
+    if !is_echo_target(&target[..end]) {
         return Some(conn);
     }
-    echo(conn, buffer).await;
+    // No head (too large, the peer closed, too slow) is a head without a key: a 400.
+    let head = match with_timeout(TIMEOUTS.read_request, conn.read_head(buffer)).await {
+        Ok(Ok(head)) => head,
+        _ => 0,
+    };
+    echo(conn, buffer, head).await;
     None
 }
 
-/// The opening handshake, then the echo until the peer closes or goes silent.
-async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8]) {
-    let reply = match with_timeout(TIMEOUTS.read_request, conn.read_head(buffer)).await {
-        Ok(Ok(head)) => match websocket_key(&buffer[..head]) {
-            Some(key) => Ok(accept_key(key)),
-            None => Err(REPLY_400),
-        },
-        _ => Err(REPLY_400),
+/// Whether a request target (path and query) is the echo's: [`PATH`], with or without
+/// a query.
+pub fn is_echo_target(target: &[u8]) -> bool {
+    match target.strip_prefix(PATH.as_bytes()) {
+        Some(rest) => rest.is_empty() || rest.starts_with(b"?"),
+        None => false,
+    }
+}
+
+/// The echo for a server that reads request heads itself (the hand-written one):
+/// `buffer[..head_len]` is a `GET` head whose target is the echo's
+/// ([`is_echo_target`]). Answers the handshake (or 400, or 503 when the budget has no
+/// stream slot left) and echoes until the peer closes or goes silent, reusing `buffer`
+/// for the pieces. The connection is ended when this returns; the reason it ended
+/// with is returned (for the server's own `end`, which then changes nothing).
+pub async fn echo_after_head<C: Connection>(
+    conn: &mut C,
+    buffer: &mut [u8],
+    head_len: usize,
+) -> CloseReason {
+    echo(Replay::new(&mut *conn), buffer, head_len).await;
+    conn.close_reason().unwrap_or(CloseReason::LocalClose)
+}
+
+/// The opening handshake for the head in `buffer[..head_len]`, then the echo until the
+/// peer closes or goes silent.
+async fn echo<C: Connection>(mut conn: Replay<C>, buffer: &mut [u8], head_len: usize) {
+    let reply = match websocket_key(&buffer[..head_len]) {
+        Some(key) => Ok(accept_key(key)),
+        None => Err(REPLY_400),
     };
     let accept = match reply {
         Ok(accept) => match conn.set_class(ConnectionClass::Stream) {
