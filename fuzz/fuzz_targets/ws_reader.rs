@@ -78,9 +78,9 @@ impl Transport for Client<'_> {
 }
 
 fuzz_target!(|input: (u16, u8, &[u8], &[u8])| {
-    let (max_payload, buf_len, sizes, bytes) = input;
+    let (max_message, buf_len, sizes, bytes) = input;
     let config = WsConfig::new()
-        .with_max_payload(u64::from(max_payload))
+        .with_max_message(u64::from(max_message))
         .with_keepalive(Keepalive::Off);
     let client = Client {
         bytes,

@@ -136,9 +136,9 @@ pub enum ProtocolError {
     InvalidCloseReason,
     /// A text message is not UTF-8 (1007).
     InvalidText,
-    /// A frame's payload is longer than the configured cap (1009).
+    /// A message is longer than the configured cap (1009).
     TooLarge {
-        /// The frame's payload length.
+        /// The message's payload length with the frame that took it past the cap.
         len: u64,
         /// The cap.
         max: u64,
@@ -194,7 +194,7 @@ impl core::fmt::Display for ProtocolError {
             Self::InvalidCloseReason => f.write_str("close reason is not UTF-8"),
             Self::InvalidText => f.write_str("text message is not UTF-8"),
             Self::TooLarge { len, max } => {
-                write!(f, "frame payload of {len} bytes over the cap of {max}")
+                write!(f, "message of {len} bytes over the cap of {max}")
             }
         }
     }

@@ -60,35 +60,38 @@ impl Keepalive {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WsConfig {
-    max_payload: u64,
+    max_message: u64,
     keepalive: Keepalive,
     close_timeout: Duration,
 }
 
 impl WsConfig {
-    /// 16 KiB: the payload cap per frame. The reader never holds a frame whole (it
-    /// hands out pieces of the caller's buffer), so the cap guards the application that
-    /// collects a message: 16 KiB is above any control or chat message an ESP32 app
-    /// exchanges and a fraction of its free RAM.
-    pub const DEFAULT_MAX_PAYLOAD: u64 = 16 * 1024;
+    /// 16 KiB: the payload cap per message, all its frames together. The reader never
+    /// holds a frame or a message whole (it hands out pieces of the caller's buffer), so
+    /// the cap guards the application that collects a message: 16 KiB is above any
+    /// control or chat message an ESP32 app exchanges and a fraction of its free RAM.
+    /// It counts whole messages, not frames: a peer cannot pass it by fragmenting.
+    pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024;
     /// 2 s: how long a local close waits for the peer's close frame. A browser answers
     /// within a round trip; 2 s covers a few retransmissions on a lossy Wi-Fi link.
     pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-    /// The defaults: a 16 KiB payload cap, [`Keepalive::DEFAULT`] (ping after 30 s,
+    /// The defaults: a 16 KiB message cap, [`Keepalive::DEFAULT`] (ping after 30 s,
     /// end 10 s later), a 2 s close timeout.
     pub const fn new() -> Self {
         Self {
-            max_payload: Self::DEFAULT_MAX_PAYLOAD,
+            max_message: Self::DEFAULT_MAX_MESSAGE,
             keepalive: Keepalive::DEFAULT,
             close_timeout: Self::DEFAULT_CLOSE_TIMEOUT,
         }
     }
 
-    /// The same with a payload cap of `bytes` per frame; a frame over it closes the
-    /// connection with 1009.
-    pub const fn with_max_payload(mut self, bytes: u64) -> Self {
-        self.max_payload = bytes;
+    /// The same with a cap of `bytes` per message (the payloads of its frames
+    /// together). A frame that would take its message past the cap closes the
+    /// connection with 1009 as soon as its header arrives, before any of its payload is
+    /// read.
+    pub const fn with_max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
         self
     }
 
@@ -104,9 +107,9 @@ impl WsConfig {
         self
     }
 
-    /// The payload cap per frame, bytes.
-    pub const fn max_payload(&self) -> u64 {
-        self.max_payload
+    /// The payload cap per message, bytes.
+    pub const fn max_message(&self) -> u64 {
+        self.max_message
     }
 
     /// The keepalive.
@@ -533,6 +536,8 @@ pub struct WebSocket<C> {
     state: ReadState,
     /// The kind of the fragmented data message in progress.
     message: Option<DataKind>,
+    /// The payload bytes of the message in progress, its current frame's included.
+    message_len: u64,
     /// The text message in progress so far is UTF-8 (up to an unfinished character).
     text: Utf8Check,
     closing: Closing,
@@ -552,6 +557,7 @@ impl<C: Transport> WebSocket<C> {
             config,
             state: ReadState::Header,
             message: None,
+            message_len: 0,
             text: Utf8Check::default(),
             closing: Closing::Open,
             head: [0; MAX_HEADER_LEN],
@@ -598,7 +604,7 @@ impl<C: Transport> WebSocket<C> {
     /// keepalive's ping and ends a connection that stayed silent past its deadline
     /// ([`WsError::PeerSilent`]). A close frame from the peer is echoed and the
     /// connection ended: [`Incoming::Closed`]. A frame that breaks the protocol or
-    /// exceeds the payload cap closes with 1002, 1007 or 1009: [`WsError::Protocol`].
+    /// takes its message past the cap closes with 1002, 1007 or 1009: [`WsError::Protocol`].
     /// An empty `buf` in the middle of a frame returns an empty piece
     /// ([`PieceEnd::More`]).
     pub async fn read<'b>(&mut self, buf: &'b mut [u8]) -> Result<Incoming<'b>, WsError<C::Error>> {
@@ -633,13 +639,6 @@ impl<C: Transport> WebSocket<C> {
                         };
                         continue;
                     }
-                    if header.payload_len > self.config.max_payload {
-                        let e = ProtocolError::TooLarge {
-                            len: header.payload_len,
-                            max: self.config.max_payload,
-                        };
-                        return Err(self.fail(e).await);
-                    }
                     let kind = match (header.opcode, self.message) {
                         (Opcode::Continuation, Some(kind)) => kind,
                         (Opcode::Continuation, None) => {
@@ -654,6 +653,16 @@ impl<C: Transport> WebSocket<C> {
                         }
                         (_, None) => DataKind::Binary,
                     };
+                    let before = match header.opcode {
+                        Opcode::Continuation => self.message_len,
+                        _ => 0,
+                    };
+                    let len = before.saturating_add(header.payload_len);
+                    if len > self.config.max_message {
+                        let max = self.config.max_message;
+                        return Err(self.fail(ProtocolError::TooLarge { len, max }).await);
+                    }
+                    self.message_len = len;
                     self.message = match header.fin {
                         Fin::More => Some(kind),
                         Fin::Final => None,

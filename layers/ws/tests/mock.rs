@@ -115,7 +115,7 @@ fn lengths_of_7_16_and_64_bits_and_empty_frames() {
             .with_read(&frame(Fin::Final, Opcode::Binary, &pattern(126)))
             .with_read(&frame(Fin::Final, Opcode::Binary, &pattern(65535)))
             .with_read(&frame(Fin::Final, Opcode::Binary, &long));
-        let config = NO_KEEPALIVE.with_max_payload(70_000);
+        let config = NO_KEEPALIVE.with_max_message(70_000);
         let mut ws = WebSocket::new(mock, config);
         let mut buf = [0u8; 1000];
         for len in [0, 125, 126, 65535, 70_000] {
@@ -136,7 +136,7 @@ fn a_header_split_byte_by_byte_and_a_payload_in_reads_of_7_bytes() {
             Mock::new()
                 .with_max_read(7)
                 .with_read(&frame(Fin::Final, Opcode::Binary, &payload));
-        let config = NO_KEEPALIVE.with_max_payload(70_000);
+        let config = NO_KEEPALIVE.with_max_message(70_000);
         let mut ws = WebSocket::new(mock, config);
         let mut buf = [0u8; 5];
         let (_, bytes) = message(&mut ws, &mut buf).await;
@@ -200,7 +200,7 @@ fn a_frame_over_the_cap_closes_with_1009() {
             e,
             WsError::Protocol(ProtocolError::TooLarge {
                 len: 16_385,
-                max: WsConfig::DEFAULT_MAX_PAYLOAD
+                max: WsConfig::DEFAULT_MAX_MESSAGE
             })
         );
         assert_eq!(mock.written(), server_close(1009));
@@ -209,6 +209,49 @@ fn a_frame_over_the_cap_closes_with_1009() {
         let mock = Mock::new().with_read(&frame(Fin::Final, Opcode::Binary, &pattern(16_384)));
         let mut ws = WebSocket::new(mock, NO_KEEPALIVE);
         assert_eq!(message(&mut ws, &mut [0u8; 4096]).await.1.len(), 16_384);
+    });
+}
+
+#[test]
+fn a_message_fragmented_past_the_cap_closes_with_1009_before_the_frame_is_read() {
+    run(async {
+        let config = NO_KEEPALIVE.with_max_message(1000);
+        // 600 + 400 bytes is at the cap; the next message starts the count again.
+        let at_cap = [
+            frame(Fin::More, Opcode::Binary, &pattern(600)),
+            frame(Fin::Final, Opcode::Continuation, &pattern(400)),
+        ]
+        .concat();
+        let mock = Mock::new()
+            .with_read(&at_cap)
+            .with_read(&at_cap)
+            .with_read(&frame(Fin::More, Opcode::Binary, &pattern(600)))
+            .with_read(&frame(Fin::More, Opcode::Continuation, &pattern(400)))
+            .with_read(&frame(Fin::Final, Opcode::Continuation, &pattern(1)));
+        let mut ws = WebSocket::new(mock.clone(), config);
+        let mut buf = [0u8; 256];
+        assert_eq!(message(&mut ws, &mut buf).await.1.len(), 1000);
+        assert_eq!(message(&mut ws, &mut buf).await.1.len(), 1000);
+        // The third message: its two first frames are handed out, the third frame's
+        // header takes it to 1001 bytes.
+        let mut handed_out = 0;
+        let e = loop {
+            match ws.read(&mut buf).await {
+                Ok(Incoming::Data(piece)) => handed_out += piece.bytes.len(),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(handed_out, 1000);
+        assert_eq!(
+            e,
+            WsError::Protocol(ProtocolError::TooLarge {
+                len: 1001,
+                max: 1000
+            })
+        );
+        assert_eq!(mock.written(), server_close(1009));
+        assert_eq!(mock.ends(), [CloseReason::LocalClose]);
     });
 }
 

@@ -34,12 +34,13 @@ pub const PATH: &str = "/ws";
 /// trip, and its pong or any message resets the interval.
 pub const KEEPALIVE: Keepalive = Keepalive::ping(Duration::from_secs(5), Duration::from_secs(5));
 
-/// 64 KiB: the largest frame echoed. The echo never holds a frame (each piece goes
-/// back as it comes), so the cap only bounds what one peer can make the device send.
-pub const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+/// 64 KiB: the largest message echoed. The echo never holds a message (each piece
+/// goes back as it comes), so the cap only bounds what one peer can make the device
+/// send.
+pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 
 static CONFIG: WsConfig = WsConfig::new()
-    .with_max_payload(MAX_PAYLOAD_BYTES)
+    .with_max_message(MAX_MESSAGE_BYTES)
     .with_keepalive(KEEPALIVE);
 
 /// The most bytes of a new connection read to recognise `/ws`: a request line is
