@@ -217,7 +217,7 @@ async fn serve_http<C: Connection>(conn: &mut C, buf: &mut [u8]) -> CloseReason 
             let _ = send(conn, "400 Bad Request", &TEXT_HEADERS, &[], false).await;
             return CloseReason::LocalClose;
         };
-        if request.method == "GET" && ws_echo::is_echo_target(request.target.as_bytes()) {
+        if ws_echo::is_echo_request(&buf[..head_len]) {
             return ws_echo::echo_after_head(conn, buf, head_len).await;
         }
         let keep_alive = request.keep_alive && !request.has_body;

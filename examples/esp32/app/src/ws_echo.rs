@@ -19,6 +19,7 @@
 //! `/stats` counts as `reaped_keepalive`.
 use embassy_time::{Duration, with_timeout};
 use tcp_layers::core::{ErrorType, Read, Write};
+use tcp_layers::http::request_line::{PathMatch, RequestLine};
 use tcp_layers::http::server::{Ending, server_end_reason};
 use tcp_layers::ws::{Incoming, Keepalive, Relay, WebSocket, WsConfig, handshake::accept_key};
 use tcp_layers::{CloseReason, Connection, ConnectionClass};
@@ -76,12 +77,7 @@ pub async fn upgrade_or_http<C: Connection>(conn: C, buffer: &mut [u8]) -> Optio
         conn.end(reason).await;
         return None;
     }
-    let target = conn.pending().strip_prefix(b"GET ").unwrap_or_default();
-    let end = target
-        .iter()
-        .position(|&b| b == b' ')
-        .unwrap_or(target.len());
-    if !is_echo_target(&target[..end]) {
+    if !is_echo_request(conn.pending()) {
         return Some(conn);
     }
     // No head (too large, the peer closed, too slow) is a head without a key: a 400.
@@ -93,18 +89,14 @@ pub async fn upgrade_or_http<C: Connection>(conn: C, buffer: &mut [u8]) -> Optio
     None
 }
 
-/// Whether a request target (path and query) is the echo's: [`PATH`], with or without
-/// a query.
-pub fn is_echo_target(target: &[u8]) -> bool {
-    match target.strip_prefix(PATH.as_bytes()) {
-        Some(rest) => rest.is_empty() || rest.starts_with(b"?"),
-        None => false,
-    }
+/// Whether `head` (a request head, or at least its first line) asks for the echo: a
+/// `GET` of [`PATH`], with or without a query.
+pub fn is_echo_request(head: &[u8]) -> bool {
+    head.starts_with(b"GET ") && RequestLine::new().feed(&[PATH], head) == PathMatch::Matched
 }
 
 /// The echo for a server that reads request heads itself (the hand-written one):
-/// `buffer[..head_len]` is a `GET` head whose target is the echo's
-/// ([`is_echo_target`]). Answers the handshake (or 400, or 503 when the budget has no
+/// `buffer[..head_len]` is a head that asks for the echo ([`is_echo_request`]). Answers the handshake (or 400, or 503 when the budget has no
 /// stream slot left) and echoes until the peer closes or goes silent, reusing `buffer`
 /// for the pieces. The connection is ended when this returns; the reason it ended
 /// with is returned (for the server's own `end`, which then changes nothing).
@@ -314,5 +306,22 @@ impl<C: Connection> Connection for Replay<C> {
 
     fn recv_queue(&self) -> Option<usize> {
         self.inner.recv_queue().map(|n| n + self.pending().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_echo_request;
+
+    #[test]
+    fn a_get_of_the_path_with_or_without_a_query_asks_for_the_echo() {
+        assert!(is_echo_request(b"GET /ws HTTP/1.1\r\nHost: d\r\n\r\n"));
+        assert!(is_echo_request(b"GET /ws?camera=1 HTTP/1.1\r\n"));
+        assert!(!is_echo_request(b"GET /wsx HTTP/1.1\r\n"));
+        assert!(!is_echo_request(b"GET /ws/more HTTP/1.1\r\n"));
+        assert!(!is_echo_request(b"GET / HTTP/1.1\r\n"));
+        assert!(!is_echo_request(b"POST /ws HTTP/1.1\r\n"));
+        // A line cut before the path ends is no request for the echo yet.
+        assert!(!is_echo_request(b"GET /w"));
     }
 }
