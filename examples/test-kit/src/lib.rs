@@ -107,6 +107,14 @@ impl Figures {
         out
     }
 
+    /// What a test does with the figures before it asserts: [`Self::record`]s them and
+    /// prints them (the JSON lines, then the counters).
+    pub fn report(&self, layering: Layering) {
+        self.record(layering);
+        print!("{}", self.json_lines(layering));
+        println!("{}", self.stats);
+    }
+
     /// Writes [`Self::json_lines`] to `<dir>/<variant>.jsonl` when the environment
     /// variable `TEST_KIT_FIGURES` names a directory (CI's agreement check reads them).
     pub fn record(&self, layering: Layering) {

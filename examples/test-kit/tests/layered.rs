@@ -6,9 +6,7 @@ use test_kit_example::{Layering, run_scenarios};
 #[test]
 fn the_layered_app_meets_the_goals() {
     let f = run_scenarios(Layering::Layered);
-    f.record(Layering::Layered);
-    print!("{}", f.json_lines(Layering::Layered));
-    println!("{}", f.stats);
+    f.report(Layering::Layered);
     let get = |scenario: &str, metric: &str| f.get(scenario, metric);
     assert_eq!(get("correctness", "exact_responses"), Some(40.0));
     // Every cancel classified and counted, none logged as a fault.

@@ -5,9 +5,7 @@ use test_kit_example::{Layering, run_scenarios};
 #[test]
 fn the_unlayered_app_misses_the_goals() {
     let f = run_scenarios(Layering::Unlayered);
-    f.record(Layering::Unlayered);
-    print!("{}", f.json_lines(Layering::Unlayered));
-    println!("{}", f.stats);
+    f.report(Layering::Unlayered);
     let get = |scenario: &str, metric: &str| f.get(scenario, metric);
     // It serves correctly, and its accept loops take silent closers' sockets back...
     assert_eq!(get("correctness", "exact_responses"), Some(40.0));
